@@ -1,0 +1,182 @@
+"""Flow matching with the rectified-flow (straight-line) path.
+
+Time convention, used everywhere in this module and nowhere contradicted:
+**t = 0 is data, t = 1 is noise**.
+
+    interpolant   x_t = (1 - t) x0 + t eps                (Liu et al. 2022, eq. 1)
+    velocity      v   = d x_t / d t = eps - x0            (the regression target)
+    sampling      integrate dx/dt = v(x, t) from t = 1 down to t = 0
+
+Given x_t and a velocity, x0 = x_t - t v and eps = x_t + (1 - t) v; a model that
+predicts eps (or x0) is a velocity field through :func:`velocity_from_eps`
+(:func:`velocity_from_x0`). Velocity functions are called as ``v(x_t, t, cond)`` with
+float times ``t`` of shape ``(B,)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from diffusion_jax._checks import as_partial, check_batched, check_choice, check_same_shape, expand_to, is_concrete
+from diffusion_jax.losses import per_example_mse
+from diffusion_jax.samplers import Trajectory, _start
+from diffusion_jax.timesteps import logit_normal_times, shift_times, uniform_times
+
+TIME_SAMPLINGS = ("uniform", "logit_normal")
+
+
+def _check_times(t, name="t"):
+    t = jnp.asarray(t, jnp.float32)
+    if is_concrete(t) and t.size and (float(jnp.min(t)) < 0 or float(jnp.max(t)) > 1):
+        raise ValueError(f"{name} must lie in [0, 1] (0 = data, 1 = noise), got [{float(jnp.min(t))}, {float(jnp.max(t))}]")
+    return t
+
+
+def interpolate(x0, eps, t):
+    """x_t = (1 - t) x0 + t eps; ``t`` is a scalar or ``(B,)``."""
+    check_same_shape(x0, eps, names=("x0", "eps"))
+    t = expand_to(_check_times(t), x0)
+    return (1.0 - t) * x0 + t * eps
+
+
+def velocity_target(x0, eps):
+    return eps - x0
+
+
+def velocity_from_eps(eps, x_t, t):
+    return (eps - x_t) / (1.0 - expand_to(t, x_t))
+
+
+def velocity_from_x0(x0, x_t, t):
+    return (x_t - x0) / expand_to(t, x_t)
+
+
+def x0_from_velocity(v, x_t, t):
+    return x_t - expand_to(t, x_t) * v
+
+
+def eps_from_velocity(v, x_t, t):
+    return x_t + (1.0 - expand_to(t, x_t)) * v
+
+
+def _eps_as_velocity(eps_fn, x_t, t, cond):
+    return velocity_from_eps(eps_fn(x_t, t, cond), x_t, t)
+
+
+def eps_model_to_velocity(eps_fn):
+    """Turn ``eps_fn(x_t, t, cond)`` (eps on the same straight path) into a velocity field."""
+    return jax.tree_util.Partial(_eps_as_velocity, as_partial(eps_fn))
+
+
+def sample_times(key, batch: int, kind: str = "uniform", *, mean=0.0, std=1.0, shift=1.0):
+    """Training times: ``uniform`` or ``logit_normal``, then SD3's ``shift``."""
+    check_choice(kind, TIME_SAMPLINGS, name="time sampling")
+    t = uniform_times(key, batch) if kind == "uniform" else logit_normal_times(key, batch, mean, std)
+    return shift_times(t, shift)
+
+
+def flow_loss(key, velocity_fn, x0, cond=None, *, time_sampling="uniform", mean=0.0, std=1.0, shift=1.0):
+    """Conditional flow-matching loss E || v_theta(x_t, t) - (eps - x0) ||^2.
+
+    Returns ``(loss, aux)`` with ``aux = {"t": (B,), "per_example": (B,)}``.
+    """
+    x0 = check_batched(x0, name="x0", min_rank=2)
+    key_t, key_eps = jax.random.split(key)
+    t = sample_times(key_t, x0.shape[0], time_sampling, mean=mean, std=std, shift=shift)
+    eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
+    x_t = (1.0 - expand_to(t, x0)) * x0 + expand_to(t, x0) * eps
+    per_example = per_example_mse(velocity_fn(x_t, t, cond), velocity_target(x0, eps))
+    return jnp.mean(per_example), {"t": t, "per_example": per_example}
+
+
+def time_grid(num_steps: int, shift: float = 1.0):
+    """``(num_steps + 1,)`` times from 1 (noise) to 0 (data), evenly spaced then shifted."""
+    if int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    return shift_times(jnp.linspace(1.0, 0.0, num_steps + 1), shift)
+
+
+def diffusers_time_grid(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 1000):
+    """The sigmas of diffusers' ``FlowMatchEulerDiscreteScheduler`` (static shift), ``(n + 1,)``.
+
+    diffusers places ``num_steps`` points evenly from 1 down to its smallest training
+    sigma shift(1/T), shifts them (so that last point is shifted twice), then appends 0.
+    Pass the result as ``times=`` to reproduce its step sizes exactly.
+    """
+    if int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    sigma_min = shift_times(1.0 / num_train_timesteps, shift)
+    grid = shift_times(jnp.linspace(1.0, sigma_min, num_steps), shift)
+    return jnp.concatenate([grid, jnp.zeros((1,), grid.dtype)])
+
+
+def _check_grid(times):
+    times = jnp.asarray(times, jnp.float32)
+    if times.ndim != 1 or times.shape[0] < 2:
+        raise ValueError(f"times must be a 1-D grid of at least 2 times from 1 to 0, got shape {times.shape}")
+    if is_concrete(times) and not bool(jnp.all(jnp.diff(times) < 0)):
+        raise ValueError("times must decrease strictly (from noise at 1 towards data at 0)")
+    return _check_times(times, "times")
+
+
+def _v(velocity_fn, x, t, cond):
+    return velocity_fn(x, jnp.full((x.shape[0],), t, jnp.float32), cond)
+
+
+@functools.partial(jax.jit, static_argnames=("heun", "return_trajectory"))
+def _integrate(velocity_fn, x_T, cond, grid, heun, return_trajectory):
+    def euler(x, t, t_next):
+        v = _v(velocity_fn, x, t, cond)
+        return x + (t_next - t) * v, x0_from_velocity(v, x, t)
+
+    def heun_step(x, t, t_next):
+        # Heun's predictor-corrector: average the slopes at both ends of the step.
+        v = _v(velocity_fn, x, t, cond)
+        x_euler = x + (t_next - t) * v
+        v_next = _v(velocity_fn, x_euler, t_next, cond)
+        return x + (t_next - t) * 0.5 * (v + v_next), x0_from_velocity(v, x, t)
+
+    def step(x, ts):
+        x, x0 = (heun_step if heun else euler)(x, ts[0], ts[1])
+        return x, (x, x0) if return_trajectory else None
+
+    pairs = jnp.stack([grid[:-1], grid[1:]], axis=1)  # (S, 2) of (t, t_next)
+    # Heun's corrector would evaluate v at t = 0, where x0 is exact but an eps- or
+    # x0-derived velocity divides by zero; like EDM, the last step is plain Euler.
+    body = pairs[:-1] if heun else pairs
+    x, ys = jax.lax.scan(step, x_T, body)
+    if heun:
+        x, x0_last = euler(x, pairs[-1, 0], pairs[-1, 1])
+        if return_trajectory:
+            ys = (jnp.concatenate([ys[0], x[None]]), jnp.concatenate([ys[1], x0_last[None]]))
+    if not return_trajectory:
+        return x
+    return x, Trajectory(jnp.concatenate([x_T[None], ys[0]]), ys[1], grid[:-1])
+
+
+def _sample(key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory, heun):
+    x_T = _start(key, shape, x_T)
+    grid = time_grid(num_steps, shift) if times is None else _check_grid(times)
+    return _integrate(as_partial(velocity_fn), x_T, cond, grid, heun, return_trajectory)
+
+
+def euler_sample(
+    key, velocity_fn, shape, cond=None, *, num_steps=50, shift=1.0, times=None, x_T=None, return_trajectory=False
+):
+    """Rectified-flow sampling with Euler steps from t = 1 to 0: ``num_steps`` evaluations.
+
+    ``key`` only draws x_T (the same x_T as the DDPM/DDIM samplers for that key). The
+    grid is :func:`time_grid` unless ``times`` (a decreasing ``(S + 1,)`` grid) is given.
+    """
+    return _sample(key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory, False)
+
+
+def heun_sample(
+    key, velocity_fn, shape, cond=None, *, num_steps=25, shift=1.0, times=None, x_T=None, return_trajectory=False
+):
+    """Heun (2nd order) steps from t = 1 to 0: ``2 * num_steps - 1`` evaluations."""
+    return _sample(key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory, True)
+
