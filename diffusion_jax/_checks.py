@@ -66,7 +66,7 @@ def check_same_shape(a, b, *, names: tuple[str, str]):
 
 def check_choice(value, choices, *, name: str):
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
     return value
 
 
@@ -88,10 +88,10 @@ def expand_to(coef, x):
     return coef.reshape(coef.shape + (1,) * (x.ndim - coef.ndim))  # (B, 1, ..., 1)
 
 
-def as_partial(denoise):
-    """Wrap a callable as a pytree so it can be passed through ``jax.jit``."""
-    if isinstance(denoise, jax.tree_util.Partial):
-        return denoise
-    if not callable(denoise):
-        raise TypeError(f"denoise must be callable as denoise(x_t, t, cond), got {type(denoise)}")
-    return jax.tree_util.Partial(denoise)
+def as_partial(fn, *, name: str = "denoise"):
+    """Wrap a callable ``fn(x_t, t, cond)`` as a pytree so it can pass through ``jax.jit``."""
+    if isinstance(fn, jax.tree_util.Partial):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable as {name}(x_t, t, cond), got {type(fn).__name__}")
+    return jax.tree_util.Partial(fn)

@@ -67,13 +67,18 @@ def _eps_as_velocity(eps_fn, x_t, t, cond):
 
 
 def eps_model_to_velocity(eps_fn):
-    """Turn ``eps_fn(x_t, t, cond)`` (eps on the same straight path) into a velocity field."""
-    return jax.tree_util.Partial(_eps_as_velocity, as_partial(eps_fn))
+    """Turn ``eps_fn(x_t, t, cond)`` (eps on the same straight path) into a velocity field.
+
+    v = (eps - x_t) / (1 - t) is undefined at t = 1, where x_t is pure noise and an
+    eps-model says nothing about x0 (the flow analogue of eps-prediction at zero
+    terminal SNR). Sample it on a grid that starts below 1: ``times=time_grid(n, t_max=0.999)``.
+    """
+    return jax.tree_util.Partial(_eps_as_velocity, as_partial(eps_fn, name="eps_fn"))
 
 
 def sample_times(key, batch: int, kind: str = "uniform", *, mean=0.0, std=1.0, shift=1.0):
     """Training times: ``uniform`` or ``logit_normal``, then SD3's ``shift``."""
-    check_choice(kind, TIME_SAMPLINGS, name="time sampling")
+    check_choice(kind, TIME_SAMPLINGS, name="kind")
     t = uniform_times(key, batch) if kind == "uniform" else logit_normal_times(key, batch, mean, std)
     return shift_times(t, shift)
 
@@ -84,6 +89,7 @@ def flow_loss(key, velocity_fn, x0, cond=None, *, time_sampling="uniform", mean=
     Returns ``(loss, aux)`` with ``aux = {"t": (B,), "per_example": (B,)}``.
     """
     x0 = check_batched(x0, name="x0", min_rank=2)
+    check_choice(time_sampling, TIME_SAMPLINGS, name="time_sampling")
     key_t, key_eps = jax.random.split(key)
     t = sample_times(key_t, x0.shape[0], time_sampling, mean=mean, std=std, shift=shift)
     eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
@@ -92,11 +98,13 @@ def flow_loss(key, velocity_fn, x0, cond=None, *, time_sampling="uniform", mean=
     return jnp.mean(per_example), {"t": t, "per_example": per_example}
 
 
-def time_grid(num_steps: int, shift: float = 1.0):
-    """``(num_steps + 1,)`` times from 1 (noise) to 0 (data), evenly spaced then shifted."""
+def time_grid(num_steps: int, shift: float = 1.0, t_max: float = 1.0):
+    """``(num_steps + 1,)`` times from ``t_max`` (noise) to 0 (data), evenly spaced then shifted."""
     if int(num_steps) != num_steps or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    return shift_times(jnp.linspace(1.0, 0.0, num_steps + 1), shift)
+    if not 0.0 < t_max <= 1.0:
+        raise ValueError(f"t_max must lie in (0, 1], got {t_max}")
+    return shift_times(jnp.linspace(t_max, 0.0, num_steps + 1), shift)
 
 
 def diffusers_time_grid(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 1000):
@@ -160,7 +168,7 @@ def _integrate(velocity_fn, x_T, cond, grid, heun, return_trajectory):
 def _sample(key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory, heun):
     x_T = _start(key, shape, x_T)
     grid = time_grid(num_steps, shift) if times is None else _check_grid(times)
-    return _integrate(as_partial(velocity_fn), x_T, cond, grid, heun, return_trajectory)
+    return _integrate(as_partial(velocity_fn, name="velocity_fn"), x_T, cond, grid, heun, return_trajectory)
 
 
 def euler_sample(

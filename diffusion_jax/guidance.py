@@ -51,7 +51,9 @@ def rescale_guidance(guided, cond, phi):
     axes = tuple(range(1, guided.ndim))
     std_cond = jnp.std(cond, axis=axes, keepdims=True)  # (B, 1, ..., 1)
     std_guided = jnp.std(guided, axis=axes, keepdims=True)
-    rescaled = guided * (std_cond / std_guided)
+    # A constant row has no spread to match; leave it as is instead of dividing 0 by 0.
+    ratio = jnp.where(std_guided > 0, std_cond / jnp.where(std_guided > 0, std_guided, 1.0), 1.0)
+    rescaled = guided * ratio
     return phi * rescaled + (1.0 - phi) * guided
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusion_jax._checks import as_partial, check_choice, check_shape, is_concrete
+from diffusion_jax._checks import as_partial, check_choice, check_shape, expand_to, is_concrete
 from diffusion_jax.forward import posterior_coefficients, posterior_variance
 from diffusion_jax.parameterization import PREDICTIONS, to_eps, x0_and_eps
 from diffusion_jax.schedules import Schedule
@@ -135,9 +135,10 @@ def ddim_step(pred, x_t, alpha_bar, alpha_bar_prev, eta, noise, *, prediction="e
     Returns ``(x_prev, x0_hat)``.
     """
     x0, eps = x0_and_eps(pred, x_t, alpha_bar, prediction, clip_x0)
-    sigma = ddim_sigma(alpha_bar, alpha_bar_prev, eta)
-    direction = jnp.sqrt(jnp.maximum(1 - alpha_bar_prev - sigma**2, 0.0)) * eps
-    return jnp.sqrt(alpha_bar_prev) * x0 + direction + sigma * noise, x0
+    sigma = expand_to(ddim_sigma(jnp.asarray(alpha_bar), jnp.asarray(alpha_bar_prev), eta), x_t)
+    ab_prev = expand_to(alpha_bar_prev, x_t)  # scalars or (B,) per-row values
+    direction = jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps
+    return jnp.sqrt(ab_prev) * x0 + direction + sigma * noise, x0
 
 
 def _prev_alpha_bars(schedule, grid):

@@ -42,7 +42,8 @@ def logit_normal_pdf(t, mean: float = 0.0, std: float = 1.0):
     """Density of :func:`logit_normal_times` on (0, 1) (SD3 eq. 19)."""
     t = jnp.asarray(t, jnp.float32)
     logit = jnp.log(t) - jnp.log1p(-t)
-    return jnp.exp(-0.5 * ((logit - mean) / std) ** 2) / (std * jnp.sqrt(2 * jnp.pi) * t * (1 - t))
+    pdf = jnp.exp(-0.5 * ((logit - mean) / std) ** 2) / (std * jnp.sqrt(2 * jnp.pi) * t * (1 - t))
+    return jnp.where((t > 0) & (t < 1), pdf, 0.0)  # the limits at both ends are 0
 
 
 def shift_times(t, shift: float):
@@ -73,7 +74,9 @@ def ddim_timesteps(num_timesteps: int, num_steps: int, spacing: str = "leading")
     if spacing == "leading":
         grid = np.arange(num_steps) * (num_timesteps // num_steps)
     elif spacing == "trailing":
-        grid = np.round(np.arange(num_timesteps, 0, -num_timesteps / num_steps)) - 1
+        # arange over a float step can overshoot by one element (a -1 timestep, e.g.
+        # T=1000, n=61); diffusers shares the formula, so keep it and cut to n entries.
+        grid = (np.round(np.arange(num_timesteps, 0, -num_timesteps / num_steps)) - 1)[:num_steps]
         return grid.astype(np.int64)
     else:
         grid = np.round(np.linspace(0, num_timesteps - 1, num_steps))
