@@ -9,10 +9,11 @@ PEER   := .venv-peer
 PEER_PKGS := torch==2.13.0 diffusers==0.42.1 numpy
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help setup demo toy test test-fast peer clean
+.PHONY: help setup system-data demo toy test test-fast peer clean
 
 help:
-	@echo "make demo       set up, then run the main demo (writes outputs/)"
+	@echo "make demo       set up, then the main job: MNIST digits by class (outputs/demo/)"
+	@echo "make toy        every sampler on the exact 2-D toy (outputs/toy/)"
 	@echo "make test       set up (incl. the diffusers peer env), then run the whole test suite"
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make peer       build .venv-peer with PyTorch + diffusers for parity checks"
@@ -24,12 +25,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-setup: $(STAMP)
+# Debian ships all of Fashion-MNIST; install it where apt exists (optional: MNIST and
+# CIFAR-10 have embedded or shared copies, so a failure here only costs that data set).
+system-data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+	  || echo "WARNING: could not install dataset-fashion-mnist; Fashion-MNIST presets need its IDX files"; \
+	fi
 
-demo: setup
+setup: $(STAMP) system-data
+
+# The main job: train (or load) a class-conditional MNIST model, sample every digit,
+# score the samples; the exact-toy sampler figure first (about 20 s).
+demo: setup toy
+	$(BIN)/diffusion-jax demo --out-dir outputs/demo
+
+toy: setup
 	$(BIN)/diffusion-jax toy --out-dir outputs/toy
-
-toy: demo
 
 $(PEER)/.installed:
 	@$(PYTHON) -m venv $(PEER) && $(PEER)/bin/pip install -q $(PIP_LOCAL) $(PEER_PKGS) \

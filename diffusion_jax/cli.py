@@ -1,7 +1,9 @@
-"""Command line: ``diffusion-jax <command> [options]``.
+"""Command line: ``diffusion-jax <command> [options]``; ``--help`` on each command.
 
-The shell is thin: it parses flags into the frozen config dataclasses of the library
-and calls one function. Run ``diffusion-jax <command> --help`` for each command.
+The shell is thin: flags are converted at the edge into the library's frozen config
+dataclasses and presets, then one library function runs. Before JAX starts, the CPU is
+split into one XLA device per core so training shards its batch over all of them
+(set ``XLA_FLAGS`` yourself to override).
 """
 
 from __future__ import annotations
@@ -9,60 +11,165 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
+COMMANDS = {
+    "toy": "every sampler on an exact 2-D toy (no training): samplers.png, stats.json",
+    "demo": "train a class-conditional model on MNIST, sample every digit, score it",
+    "train": "train a preset (or load it from the checkpoint cache)",
+    "sample": "sample a trained preset to a PNG grid and an .npz",
+    "eval": "score an .npz of samples: domain FID/KID, class accuracy, memorisation",
+    "data": "show where each data set is found, or how to get it",
+}
 
-def _add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
-    """One ``--flag`` per dataclass field, typed from its default."""
-    for field in dataclasses.fields(config_cls):
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default
-        kind = type(default) if default is not None else str
-        parser.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
+
+def _use_all_cores():
+    if "XLA_FLAGS" not in os.environ and os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
 
 
-def _config_from_args(config_cls, args):
-    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+def _add_dataclass_flags(parser, cls, skip=()):
+    """One ``--flag`` per field, typed from its default (bool fields become switches)."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action="store_true", default=f.default, help="(switch)")
+        elif f.default is None:
+            parser.add_argument(flag, default=None, help="(default: none)")
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=f"(default: {f.default})")
+
+
+def _from_args(cls, args, **extra):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names}, **extra)
+
+
+def _preset_flags(parser):
+    from diffusion_jax.pipeline import PRESETS
+
+    parser.add_argument("--preset", default="mnist-unet", choices=sorted(PRESETS), help="(default: mnist-unet)")
+    parser.add_argument("--steps", type=int, default=0, help="training steps (default: the preset's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from diffusion_jax.demo import DemoConfig
     from diffusion_jax.toy_demo import ToyDemoConfig
 
-    parser = argparse.ArgumentParser(
-        prog="diffusion-jax",
-        description="Diffusion models in JAX: run the course's demos and tools.",
-    )
+    parser = argparse.ArgumentParser(prog="diffusion-jax", description="Diffusion models in JAX: the course's tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    toy = sub.add_parser(
-        "toy",
-        help="sample a 2-D Gaussian mixture with every sampler and the exact denoiser",
-        description=(
-            "Sample a 2-D Gaussian mixture with DDPM, DDIM, rectified flow and CFG, using the "
-            "analytically optimal denoiser (no training). Writes samplers.png, "
-            "trajectories.png and stats.json to --out-dir."
-        ),
-    )
-    _add_config_flags(toy, ToyDemoConfig)
+    cmd = {name: sub.add_parser(name, help=text, description=text) for name, text in COMMANDS.items()}
+    _add_dataclass_flags(cmd["toy"], ToyDemoConfig)
+    _add_dataclass_flags(cmd["demo"], DemoConfig)
+    _preset_flags(cmd["train"])
+    _preset_flags(cmd["sample"])
+    s = cmd["sample"]
+    s.add_argument("--per-class", type=int, default=8, help="samples per class (default: 8)")
+    s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
+    s.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps (default: 50; DDPM uses all T)")
+    s.add_argument("--scale", type=float, default=None, help="CFG scale s, 1 = conditional (default: preset's)")
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1] (default: 0)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="outputs/samples", help="output prefix: writes PREFIX.png and PREFIX.npz")
+    e = cmd["eval"]
+    e.add_argument("samples", help="an .npz with 'images' (N, H, W, C) in [-1, 1] and 'labels' (N,)")
+    e.add_argument("--dataset", default="mnist", help="data set the samples imitate (default: mnist)")
+    cmd["data"].add_argument("--name", default=None, help="only this data set")
     return parser
 
 
+def _train(args):
+    from diffusion_jax import pipeline
+
+    preset = pipeline.get_preset(args.preset, **({"steps": args.steps} if args.steps else {}))
+    pipeline.train(preset)
+    print(f"trained {preset.name} ({preset.train.steps} steps): {pipeline.run_dir(preset)}")
+
+
+def _sample(args):
+    import jax
+    import numpy as np
+
+    from diffusion_jax import pipeline, viz
+
+    viz.use_headless_backend()
+    import matplotlib.pyplot as plt
+
+    if args.per_class < 1:
+        raise ValueError(f"--per-class must be >= 1, got {args.per_class}")
+    preset = pipeline.get_preset(args.preset, **({"steps": args.steps} if args.steps else {}))
+    state = pipeline.load_trained(preset)
+    labels = np.repeat(np.arange(pipeline.null_label(preset)), args.per_class)
+    images = pipeline.sample(jax.random.key(args.seed), state, preset, labels, sampler=args.sampler,
+                             num_steps=args.sampler_steps, guidance_scale=args.scale, eta=args.eta)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    np.savez(args.out + ".npz", images=images, labels=labels, provenance=np.array("synthetic: diffusion-jax"))
+    fig, ax = plt.subplots(figsize=(args.per_class * 0.6, len(set(labels)) * 0.6))
+    viz.show_images(images, args.per_class, ax, title=f"{preset.name} (synthetic)")
+    fig.savefig(args.out + ".png", dpi=120)
+    print(f"wrote {args.out}.png and {args.out}.npz ({len(images)} images)")
+
+
+def _eval(args):
+    import jax
+    import numpy as np
+
+    from diffusion_jax import data, metrics
+
+    with np.load(args.samples, allow_pickle=False) as f:
+        if "images" not in f:
+            raise ValueError(f"{args.samples} has no 'images' array (found {sorted(f.files)})")
+        images, labels = f["images"], (f["labels"] if "labels" in f else None)
+    classifier = metrics.train_classifier(jax.random.key(2), args.dataset)
+    train_ds, test_ds = data.load_dataset(args.dataset, "train"), data.load_dataset(args.dataset, "test")
+    scores = metrics.evaluate(images, labels, test_ds.images, train_ds.images, classifier)
+    print(json.dumps({k: float(v) if isinstance(v, float) else v for k, v in scores.items()}, indent=1))
+
+
+def _data(args):
+    from diffusion_jax import data
+
+    for name in [args.name] if args.name else data.NAMES:
+        for split in data.SPLITS:
+            try:
+                ds = data.load_dataset(name, split)
+                print(f"{name:14s} {split:5s} {len(ds):6d} images {ds.images.shape[1:]}  from {ds.source}")
+            except FileNotFoundError as err:
+                print(f"{name:14s} {split:5s} NOT FOUND\n{err}\n")
+
+
 def main(argv=None) -> int:
+    _use_all_cores()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "toy":
-        from diffusion_jax import toy_demo
+    try:
+        if args.command == "toy":
+            from diffusion_jax import toy_demo
 
-        try:
-            cfg = _config_from_args(toy_demo.ToyDemoConfig, args)
+            cfg = _from_args(toy_demo.ToyDemoConfig, args)
             if cfg.num_samples < 1:
                 raise ValueError(f"--num-samples must be positive, got {cfg.num_samples}")
             stats = toy_demo.run(cfg)
-        except ValueError as err:
-            parser.error(str(err))
-        summary = {name: {"weights": s["weights"], "evals": s["denoiser_evaluations"], "run_s": s["run_s"]}
-                   for name, s in stats["samplers"].items()}
-        print(json.dumps({"true_weights": stats["truth"]["weights"], "samplers": summary}, indent=1))
-        print(f"wrote {cfg.out_dir}/samplers.png, trajectories.png, stats.json")
+            for name, s in stats["samplers"].items():
+                print(f"{name:28s} weights {s['weights']}  ({s['denoiser_evaluations']} evals, {s['run_s']} s)")
+            print(f"true weights {stats['truth']['weights']}; wrote {cfg.out_dir}/samplers.png, trajectories.png, stats.json")
+        elif args.command == "demo":
+            from diffusion_jax import demo
+
+            cfg = _from_args(demo.DemoConfig, args)
+            if demo.fast_mode() and not cfg.fast:
+                cfg = dataclasses.replace(cfg, fast=True)
+            result = demo.run(cfg)
+            keys = ("fid", "kid_mean", "accuracy", "nn_ratio", "param_count", "timings_s")
+            print(json.dumps({k: result[k] for k in keys}, indent=1))
+            print(f"wrote {cfg.out_dir}/samples.png, quality.png, samples.npz, metrics.json")
+        else:
+            {"train": _train, "sample": _sample, "eval": _eval, "data": _data}[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"diffusion-jax {args.command}: error: {err}\n")
     return 0
 
 

@@ -1,0 +1,106 @@
+"""The command line and the pipeline behind it: help, errors, and a fast end-to-end demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diffusion_jax import cli, pipeline
+
+PY = [sys.executable, "-m", "diffusion_jax.cli"]
+
+
+def run_cli(*args, env_extra=None, timeout=600):
+    import os
+
+    env = dict(os.environ, MPLBACKEND="Agg", **(env_extra or {}))
+    return subprocess.run(PY + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: diffusion-jax " + command in capsys.readouterr().out
+
+
+def test_unknown_preset_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--preset", "nope"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_bad_values_name_the_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--per-class", "0"])
+    assert exc.value.code == 2
+    assert "per_class must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["toy", "--num-samples", "not-a-number"])
+    assert "invalid int value" in capsys.readouterr().err
+
+
+def test_sample_without_training_says_how(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "REPO_ROOT", tmp_path)  # an empty checkpoint cache
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sample", "--preset", "mnist-unet", "--steps", "7"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no finished checkpoint" in err and "diffusion-jax train --preset mnist-unet --steps 7" in err
+
+
+def test_get_preset_rejects_unknown_names_and_options():
+    with pytest.raises(ValueError, match="unknown preset 'x'"):
+        pipeline.get_preset("x")
+    with pytest.raises(ValueError, match=r"unknown training option\(s\) \['stepz'\]"):
+        pipeline.get_preset("mnist-unet", stepz=3)
+
+
+def test_fingerprint_tracks_training_config_only():
+    a = pipeline.get_preset("mnist-unet")
+    assert a.fingerprint() == pipeline.get_preset("mnist-unet").fingerprint()
+    assert a.fingerprint() != pipeline.get_preset("mnist-unet", steps=10).fingerprint()
+    import dataclasses
+
+    assert a.fingerprint() == dataclasses.replace(a, guidance_scale=9.0).fingerprint()
+
+
+def test_data_command_reports_sources():
+    out = run_cli("data", "--name", "mnist", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "mnist" in out.stdout and "train" in out.stdout
+
+
+@pytest.mark.slow
+def test_fast_demo_end_to_end(tmp_path):
+    """The main job in fast mode writes every promised file with the promised contents."""
+    out_dir = tmp_path / "demo"
+    res = run_cli("demo", "--fast", "--out-dir", str(out_dir))
+    assert res.returncode == 0, res.stderr[-2000:]
+    for name in ("samples.png", "quality.png", "samples.npz", "metrics.json"):
+        assert (out_dir / name).is_file(), name
+    with np.load(out_dir / "samples.npz", allow_pickle=False) as f:
+        images, labels = f["images"], f["labels"]
+    assert images.dtype == np.float32 and images.ndim == 4 and images.shape[1:] == (28, 28, 1)
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    assert labels.shape == (images.shape[0],)
+    assert sorted(set(labels.tolist())) == list(range(10))
+    m = json.loads((out_dir / "metrics.json").read_text())
+    for key in ("fid", "kid_mean", "accuracy", "nn_ratio", "param_count", "timings_s", "provenance"):
+        assert key in m
+    assert m["param_count"] > 100_000 and np.isfinite(m["fid"]) and 0.0 <= m["accuracy"] <= 1.0
