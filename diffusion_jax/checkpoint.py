@@ -82,6 +82,27 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def atomic_savez(path, **arrays) -> None:
+    """``np.savez`` to ``path`` atomically: a temp file beside it, fsync, then one rename.
+
+    A crash leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users
+        os.replace(tmp, path)  # the commit point
+        _fsync_dir(path.parent)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def list_checkpoints(directory) -> list[Path]:
     """Complete checkpoints in ``directory``, oldest first (by step)."""
     d = Path(directory)

@@ -36,11 +36,11 @@ def fast_mode() -> bool:
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     preset: str = "mnist-unet"  # see pipeline.PRESETS
-    steps: int = 0  # training steps; 0 = the preset's (1,500 for mnist-unet)
+    steps: int = 0  # training steps; 0 = the preset's (1,200 for mnist-unet)
     per_class: int = 50  # samples per digit: 10 x 50 = 500, the size of the held-out set
     grid_columns: int = 10  # samples per digit shown in samples.png
     sampler_steps: int = 50  # DDIM steps (eta = 0)
-    guidance_scale: float = 4.0  # diffusers' s (1 = plain conditional); paper's w = 3
+    guidance_scale: float = 3.0  # diffusers' s (1 = plain conditional); paper's w = 2
     classifier_steps: int = 600  # steps for the feature/accuracy classifier (cached)
     seed: int = 0
     out_dir: str = "outputs/demo"

@@ -14,9 +14,7 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 import warnings
 import zipfile
@@ -256,20 +254,6 @@ def make_codec(graphdef, params, images, *, num: int = 2000, seed: int = 0) -> L
     return LatentCodec(graphdef, params, latent_scale_factor(means))
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # the commit point
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _load_latents(path: Path, fp: str, scale: float, shape: tuple) -> np.ndarray:
     with np.load(path, allow_pickle=False) as f:
         latents, stored = f["latents"], {k: f[k].item() for k in ("fingerprint", "scale", "sha256")}
@@ -301,6 +285,6 @@ def encode_dataset(codec: LatentCodec, images, *, name: str, cache_dir="data/cac
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             warnings.warn(f"latent cache {path} is unusable ({err}); re-encoding", stacklevel=2)
     latents = codec.encode(images).astype(np.float32)
-    _atomic_savez(path, latents=latents, fingerprint=np.str_(fp), scale=np.float64(codec.scale),
+    ckpt.atomic_savez(path, latents=latents, fingerprint=np.str_(fp), scale=np.float64(codec.scale),
                   sha256=np.str_(_digest(latents)))
     return latents

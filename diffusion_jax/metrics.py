@@ -20,8 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -33,6 +31,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from .checkpoint import atomic_savez
 from .data import batches, load_dataset, to_float
 
 DEFAULT_CACHE_DIR = "data/checkpoints/classifiers"
@@ -138,17 +137,7 @@ def save_params(path, params, meta: dict) -> None:
     arrays = {f"params/{n}": np.asarray(v)
               for n, v in zip(_leaf_names(params), jax.tree_util.tree_leaves(params))}
     arrays["__meta__"] = np.array(json.dumps(meta, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_savez(path, **arrays)
 
 
 def load_params(path, template, meta: dict | None = None):

@@ -40,7 +40,7 @@ class Preset:
     train: TrainConfig
     schedule: str = "linear"  # schedules.make_schedule name, T = 1000
     sampler_steps: int = 50  # DDIM steps for sampling and evaluation
-    guidance_scale: float = 4.0  # diffusers' s; the CFG paper's w = s - 1 = 3
+    guidance_scale: float = 3.0  # diffusers' s; the CFG paper's w = s - 1 = 2
     clip_x0: float | None = 1.0  # images live in [-1, 1]; None for latents (unit std, unbounded)
     vae: latent.VAETrainConfig | None = None  # set: diffuse in this VAE's latent space
     vae_preset: str = "mnist"  # models.vae.VAE_PRESETS key for the autoencoder
@@ -60,10 +60,14 @@ class Preset:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-# ≈0.56M-parameter U-Net; 1,500 steps of batch 128 is ≈190k images seen, which is what it
-# takes for mostly convincing class-conditional digits (see the README's demo notes).
-_MNIST_TRAIN = TrainConfig(steps=1500, batch_size=128, lr=1e-3, warmup_steps=100, grad_clip=1.0,
-                           ema_decay=0.995, cond_dropout=0.1, log_every=50, checkpoint_every=250)
+# ≈0.56M-parameter U-Net, 1,200 steps of batch 128 (≈150k images seen, under 10 minutes on
+# 2 CPU cores). v-prediction, not eps: at the noisy end an eps-model's x0 estimate is
+# (x_t - sqrt(1 - ab) eps) / sqrt(ab) with sqrt(ab) < 0.01, so the label's effect on eps is
+# tiny and barely trained. Measured on this preset (classifier agreement, DDIM-50): eps after
+# 1,500 steps 20% unguided and 46% at s = 4; v after 1,300 steps 86% unguided, 100% at s = 3.
+_MNIST_TRAIN = TrainConfig(steps=1200, batch_size=128, lr=1e-3, warmup_steps=100, grad_clip=1.0,
+                           ema_decay=0.995, cond_dropout=0.1, prediction="v", log_every=50,
+                           checkpoint_every=200)
 
 PRESETS = {
     "mnist-unet": Preset("mnist-unet", "mnist", UNET_PRESETS["mnist"], _MNIST_TRAIN),
@@ -192,9 +196,10 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str = "dd
         chunk_key = jax.random.fold_in(key, start)
         if sampler == "ddim":
             x = samplers.ddim_sample(chunk_key, denoise, schedule, shape, chunk, num_steps=steps, eta=eta,
-                                     clip_x0=preset.clip_x0)
+                                     prediction=preset.train.prediction, clip_x0=preset.clip_x0)
         else:
-            x = samplers.ddpm_sample(chunk_key, denoise, schedule, shape, chunk, clip_x0=preset.clip_x0)
+            x = samplers.ddpm_sample(chunk_key, denoise, schedule, shape, chunk,
+                                     prediction=preset.train.prediction, clip_x0=preset.clip_x0)
         out.append(codec(preset).decode(np.asarray(x)) if preset.is_latent else np.asarray(x))
     return np.clip(np.concatenate(out), -1.0, 1.0)
 

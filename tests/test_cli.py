@@ -104,3 +104,27 @@ def test_fast_demo_end_to_end(tmp_path):
     for key in ("fid", "kid_mean", "accuracy", "nn_ratio", "param_count", "timings_s", "provenance"):
         assert key in m
     assert m["param_count"] > 100_000 and np.isfinite(m["fid"]) and 0.0 <= m["accuracy"] <= 1.0
+
+
+def test_sample_uses_the_presets_prediction_and_guidance(monkeypatch):
+    """A v-prediction preset must be sampled as v (a past bug sampled every preset as eps)."""
+    import jax
+
+    seen = {}
+
+    def fake_ddim(key, denoise, schedule, shape, cond, **kw):
+        seen.update(kw, scale=float(denoise.args[1]), shape=shape)
+        return np.zeros(shape, np.float32)
+
+    monkeypatch.setattr(pipeline.samplers, "ddim_sample", fake_ddim)
+    preset = pipeline.get_preset("mnist-unet")
+
+    class FakeState:
+        graphdef, ema_params, rest = None, {}, {}
+
+    out = pipeline.sample(jax.random.key(0), FakeState(), preset, np.arange(3))
+    assert out.shape == (3, 28, 28, 1)
+    assert seen["prediction"] == preset.train.prediction == "v"
+    assert seen["scale"] == preset.guidance_scale and seen["clip_x0"] == preset.clip_x0
+    with pytest.raises(ValueError, match="labels must lie in"):
+        pipeline.sample(jax.random.key(0), FakeState(), preset, np.array([11]))

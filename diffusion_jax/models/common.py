@@ -11,6 +11,7 @@ import math
 import warnings
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 
@@ -47,3 +48,20 @@ def forward_flops(model: nnx.Module, *example_args, **example_kwargs) -> float:
         warnings.warn("forward_flops: XLA reported no FLOP count", stacklevel=2)
         return float("nan")
     return float(flops)
+
+
+def attention(q, k, v, num_heads: int):
+    """Multi-head softmax attention of ``(B, N, D)`` queries over ``(B, M, D)`` keys/values.
+
+    Shared by the U-Net's self/cross-attention and the DiT blocks (Vaswani et al. 2017).
+    """
+    b, n, d = q.shape
+    m = k.shape[1]
+    hd = d // num_heads
+    q = q.reshape(b, n, num_heads, hd)  # (B, N, H, hd)
+    k = k.reshape(b, m, num_heads, hd)  # (B, M, H, hd)
+    v = v.reshape(b, m, num_heads, hd)  # (B, M, H, hd)
+    logits = jnp.einsum("bnhd,bmhd->bhnm", q, k) / math.sqrt(hd)  # (B, H, N, M)
+    weights = jax.nn.softmax(logits, axis=-1)
+    out = jnp.einsum("bhnm,bmhd->bnhd", weights, v)  # (B, N, H, hd)
+    return out.reshape(b, n, d)  # (B, N, D)

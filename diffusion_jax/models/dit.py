@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .common import attention
 from .embeddings import LabelEmbedder, TimestepEmbedder
 
 # flax >= 0.12 needs lists of submodules wrapped so they are traversed as data.
@@ -137,20 +136,6 @@ def _layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
 def modulate(x, shift, scale):
     """adaLN: ``x * (1 + scale) + shift``; ``1 +`` so zero modulation leaves x as is."""
     return x * (1.0 + scale) + shift
-
-
-def attention(q, k, v, num_heads: int):
-    """Multi-head softmax attention of ``(B, N, D)`` queries over ``(B, M, D)`` keys."""
-    b, n, d = q.shape
-    m = k.shape[1]
-    hd = d // num_heads
-    q = q.reshape(b, n, num_heads, hd)  # (B, N, H, hd)
-    k = k.reshape(b, m, num_heads, hd)  # (B, M, H, hd)
-    v = v.reshape(b, m, num_heads, hd)  # (B, M, H, hd)
-    logits = jnp.einsum("bnhd,bmhd->bhnm", q, k) / math.sqrt(hd)  # (B, H, N, M)
-    weights = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("bhnm,bmhd->bnhd", weights, v)  # (B, N, H, hd)
-    return out.reshape(b, n, d)  # (B, N, D)
 
 
 class Mlp(nnx.Module):

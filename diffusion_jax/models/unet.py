@@ -11,13 +11,13 @@ whatever the training loss says it means (eps, x0, v or a flow velocity).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .common import attention
 from .embeddings import LabelEmbedder, TimestepEmbedder
 
 # flax >= 0.12 needs lists of submodules wrapped so they are traversed as data.
@@ -109,19 +109,6 @@ class ResBlock(nnx.Module):
         return (x if self.skip is None else self.skip(x)) + h
 
 
-def _attend(q, k, v, num_heads: int):
-    """Multi-head scaled dot-product attention: q (B, N, C), k and v (B, L, C)."""
-    b, n, c = q.shape
-    d = c // num_heads
-    q = q.reshape(b, n, num_heads, d)  # (B, N, heads, d)
-    k = k.reshape(b, k.shape[1], num_heads, d)  # (B, L, heads, d)
-    v = v.reshape(b, v.shape[1], num_heads, d)  # (B, L, heads, d)
-    logits = jnp.einsum("bnhd,blhd->bhnl", q, k) / math.sqrt(d)  # (B, heads, N, L)
-    weights = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("bhnl,blhd->bnhd", weights, v)  # (B, N, heads, d)
-    return out.reshape(b, n, c)  # (B, N, C)
-
-
 class SelfAttention(nnx.Module):
     """Pre-norm multi-head self-attention over all H*W positions, residual."""
 
@@ -135,7 +122,7 @@ class SelfAttention(nnx.Module):
         b, h, w, c = x.shape
         tokens = self.norm(x).reshape(b, h * w, c)  # (B, H*W, C)
         q, k, v = jnp.split(self.qkv(tokens), 3, axis=-1)  # (B, H*W, C) each
-        out = self.proj(_attend(q, k, v, self.num_heads))  # (B, H*W, C)
+        out = self.proj(attention(q, k, v, self.num_heads))  # (B, H*W, C)
         return x + out.reshape(b, h, w, c)  # (B, H, W, C)
 
 
@@ -155,7 +142,7 @@ class CrossAttention(nnx.Module):
         b, h, w, c = x.shape
         q = self.q(self.norm(x).reshape(b, h * w, c))  # (B, H*W, C)
         k, v = jnp.split(self.kv(context), 2, axis=-1)  # (B, L, C) each
-        out = self.proj(_attend(q, k, v, self.num_heads))  # (B, H*W, C)
+        out = self.proj(attention(q, k, v, self.num_heads))  # (B, H*W, C)
         return x + out.reshape(b, h, w, c)  # (B, H, W, C)
 
 
