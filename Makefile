@@ -9,13 +9,15 @@ PEER   := .venv-peer
 PEER_PKGS := torch==2.13.0 diffusers==0.42.1 numpy
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help setup system-data demo toy test test-fast peer clean
+.PHONY: help setup system-data demo toy test test-fast peer lessons lab solutions clean
 
 help:
 	@echo "make demo       set up, then the main job: MNIST digits by class (outputs/demo/)"
 	@echo "make toy        every sampler on the exact 2-D toy (outputs/toy/)"
 	@echo "make test       set up (incl. the diffusers peer env), then run the whole test suite"
 	@echo "make test-fast  skip tests marked slow"
+	@echo "make lab        build the learner notebooks and open JupyterLab on them"
+	@echo "make solutions  build the solution notebooks into build/solutions/"
 	@echo "make peer       build .venv-peer with PyTorch + diffusers for parity checks"
 	@echo "make clean      remove outputs and caches (keeps the virtualenvs)"
 
@@ -55,6 +57,17 @@ test: setup peer
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Learner notebooks a learner has edited are never overwritten (see tools/build_lessons.py).
+lessons: setup
+	$(BIN)/python tools/build_lessons.py
+
+lab: lessons
+	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/pip install -q -e '.[lessons]'
+	$(BIN)/jupyter lab --notebook-dir=build/learner $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+solutions: setup
+	$(BIN)/python tools/build_lessons.py --solutions-only
 
 clean:
 	rm -rf outputs .pytest_cache
