@@ -144,11 +144,10 @@ def train(preset: Preset, *, root=None, progress: bool = True) -> TrainState:
     """
     out = run_dir(preset, root)
     schedule = schedules.make_schedule(preset.schedule)
-    model = build_model(preset, preset.train.seed)
-    state = create_train_state(model, preset.train)
     last = ckpt.latest_checkpoint(out / "checkpoints")
     if last is not None and ckpt.read_metadata(last).get("step") == preset.train.steps:
-        return ckpt.restore_checkpoint(last, state)
+        return _restore(preset, last)
+    state = create_train_state(build_model(preset, preset.train.seed), preset.train)
     x, labels = training_data(preset)
     batch_fn = epoch_batch_fn(jax.random.key(preset.train.seed), x, labels, preset.train.batch_size)
     (out).mkdir(parents=True, exist_ok=True)
@@ -165,8 +164,14 @@ def load_trained(preset: Preset, *, root=None) -> TrainState:
             f"no finished checkpoint for preset {preset.name!r} with steps={preset.train.steps} under "
             f"{run_dir(preset, root)}; train it first: diffusion-jax train --preset {preset.name}"
             + (f" --steps {preset.train.steps}" if preset.train.steps != PRESETS[preset.name].train.steps else ""))
-    state = create_train_state(build_model(preset, preset.train.seed), preset.train)
-    return ckpt.restore_checkpoint(last, state)
+    return _restore(preset, last)
+
+
+def _restore(preset: Preset, path) -> TrainState:
+    # Restore into an abstract skeleton: initialising real weights only to overwrite them
+    # costs seconds on CPU (every parameter shape compiles its own RNG kernel).
+    abstract = jax.eval_shape(lambda: create_train_state(build_model(preset, preset.train.seed), preset.train))
+    return jax.device_put(ckpt.restore_checkpoint(path, abstract))
 
 
 def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str = "ddim", num_steps: int | None = None,
