@@ -9,7 +9,7 @@ PEER   := .venv-peer
 PEER_PKGS := torch==2.13.0 diffusers==0.42.1 numpy
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help setup system-data demo toy test test-fast peer lessons lab solutions clean
+.PHONY: help setup system-data demo toy test test-fast peer lessons lab solutions bench clean
 
 help:
 	@echo "make demo       set up, then the main job: MNIST digits by class (outputs/demo/)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make lab        build the learner notebooks and open JupyterLab on them"
 	@echo "make solutions  build the solution notebooks into build/solutions/"
+	@echo "make bench      run the benchmarks in bench/ (JSON in outputs/bench/)"
 	@echo "make peer       build .venv-peer with PyTorch + diffusers for parity checks"
 	@echo "make clean      remove outputs and caches (keeps the virtualenvs)"
 
@@ -68,6 +69,10 @@ lab: lessons
 
 solutions: setup
 	$(BIN)/python tools/build_lessons.py --solutions-only
+
+# Benchmarks print ratios measured in one run and write JSON to outputs/bench/.
+bench: setup
+	$(BIN)/python bench/sampling.py
 
 clean:
 	rm -rf outputs .pytest_cache
