@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .common import attention
+from .common import GroupNorm, attention
 from .embeddings import LabelEmbedder, TimestepEmbedder
 
 # flax >= 0.12 needs lists of submodules wrapped so they are traversed as data.
@@ -91,13 +91,13 @@ class ResBlock(nnx.Module):
     """GroupNorm-SiLU-conv, then the embedding sets a per-channel scale and shift."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int, groups: int, *, rngs: nnx.Rngs):
-        self.norm1 = nnx.GroupNorm(cin, num_groups=groups, rngs=rngs)
+        self.norm1 = GroupNorm(cin, num_groups=groups, rngs=rngs)
         self.conv1 = nnx.Conv(cin, cout, (3, 3), rngs=rngs)
         # Zero-init: scale = shift = 0, so at init the block ignores t and the label and is
         # a plain residual block. Its gradient is still non-zero (conv2 is not zeroed), so
         # the conditioning is learned from the first step.
         self.modulation = nnx.Linear(emb_dim, 2 * cout, kernel_init=_zeros, rngs=rngs)
-        self.norm2 = nnx.GroupNorm(cout, num_groups=groups, rngs=rngs)
+        self.norm2 = GroupNorm(cout, num_groups=groups, rngs=rngs)
         self.conv2 = nnx.Conv(cout, cout, (3, 3), rngs=rngs)
         self.skip = nnx.Conv(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
 
@@ -114,7 +114,7 @@ class SelfAttention(nnx.Module):
 
     def __init__(self, ch: int, num_heads: int, groups: int, *, rngs: nnx.Rngs):
         self.num_heads = num_heads
-        self.norm = nnx.GroupNorm(ch, num_groups=groups, rngs=rngs)
+        self.norm = GroupNorm(ch, num_groups=groups, rngs=rngs)
         self.qkv = nnx.Linear(ch, 3 * ch, rngs=rngs)
         self.proj = nnx.Linear(ch, ch, rngs=rngs)
 
@@ -131,7 +131,7 @@ class CrossAttention(nnx.Module):
 
     def __init__(self, ch: int, context_dim: int, num_heads: int, groups: int, *, rngs: nnx.Rngs):
         self.num_heads = num_heads
-        self.norm = nnx.GroupNorm(ch, num_groups=groups, rngs=rngs)
+        self.norm = GroupNorm(ch, num_groups=groups, rngs=rngs)
         self.q = nnx.Linear(ch, ch, rngs=rngs)
         self.kv = nnx.Linear(context_dim, 2 * ch, rngs=rngs)
         # Zero-init: the block starts as the identity, so the model begins as its
@@ -211,7 +211,7 @@ class UNet(nnx.Module):
                 c = ch[i]
             if i > 0:
                 self.upsample.append(Upsample(c, rngs=rngs))
-        self.norm_out = nnx.GroupNorm(c, num_groups=cfg.groups, rngs=rngs)
+        self.norm_out = GroupNorm(c, num_groups=cfg.groups, rngs=rngs)
         self.conv_out = nnx.Conv(c, cfg.out_dim, (3, 3), rngs=rngs)
 
     def _check(self, x_t, t, cond, context):
