@@ -18,8 +18,24 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from diffusion_jax._checks import as_partial
+
+
+def drop_decision(uniforms, p: float):
+    """The condition-dropout rule: row ``i`` goes unconditional when ``uniforms[i] < p``.
+
+    ``uniforms`` are draws from U[0, 1) (any array shape, any source: ``jax.random``,
+    NumPy or Python's ``random``); returns a boolean array of the same shape (a JAX
+    array for JAX input, else NumPy, compared in float64 so Python draws keep every bit).
+    With ``p = 0`` nothing is dropped and with ``p = 1`` everything is, since ``u < 1``.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p (the condition dropout probability) must lie in [0, 1], got {p}")
+    if isinstance(uniforms, jax.Array):
+        return uniforms < p
+    return np.asarray(uniforms, np.float64) < p
 
 
 def drop_labels(key, cond, p: float, null_cond):
@@ -27,12 +43,12 @@ def drop_labels(key, cond, p: float, null_cond):
 
     ``cond`` is ``(B, ...)`` (class labels ``(B,)`` or tokens ``(B, L, D)``); ``null_cond``
     is one row (or a scalar such as the null label). Returns the new conditions; the
-    rows that were dropped are ``jax.random.uniform(key, (B,)) < p``.
+    rows that were dropped are ``drop_decision(jax.random.uniform(key, (B,)), p)``.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p (the condition dropout probability) must lie in [0, 1], got {p}")
     cond = jnp.asarray(cond)
-    drop = jax.random.uniform(key, (cond.shape[0],)) < p  # (B,)
+    drop = drop_decision(jax.random.uniform(key, (cond.shape[0],)), p)  # (B,)
     drop = drop.reshape((-1,) + (1,) * (cond.ndim - 1))  # (B, 1, ...)
     return jnp.where(drop, jnp.asarray(null_cond, cond.dtype), cond)
 
@@ -40,6 +56,21 @@ def drop_labels(key, cond, p: float, null_cond):
 def cfg_combine(uncond, cond, scale):
     """uncond + scale * (cond - uncond): the guided prediction (diffusers' scale)."""
     return uncond + scale * (cond - uncond)
+
+
+def paper_weight(scale):
+    """The CFG paper's guidance weight ``w`` for diffusers' scale ``s``: ``w = s - 1``.
+
+    Ho & Salimans write ``(1 + w) cond - w uncond``, which equals
+    :func:`cfg_combine` with ``s = 1 + w``: ``w = 0`` is the plain conditional model,
+    ``w = -1`` the unconditional one.
+    """
+    return scale - 1.0
+
+
+def diffusers_scale(weight):
+    """Inverse of :func:`paper_weight`: diffusers' ``s = w + 1``."""
+    return weight + 1.0
 
 
 def rescale_guidance(guided, cond, phi):
