@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from diffusion_jax._checks import as_partial, check_batched, check_choice, check_same_shape, expand_to, is_concrete
 from diffusion_jax.losses import per_example_mse
 from diffusion_jax.samplers import Trajectory, _start
-from diffusion_jax.timesteps import logit_normal_times, shift_times, uniform_times
+from diffusion_jax.timesteps import logit_normal_pdf, logit_normal_times, shift_times, uniform_times
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 
@@ -81,6 +81,27 @@ def sample_times(key, batch: int, kind: str = "uniform", *, mean=0.0, std=1.0, s
     check_choice(kind, TIME_SAMPLINGS, name="kind")
     t = uniform_times(key, batch) if kind == "uniform" else logit_normal_times(key, batch, mean, std)
     return shift_times(t, shift)
+
+
+def time_density(t, kind: str = "uniform", *, mean=0.0, std=1.0, shift=1.0):
+    """Density on (0, 1) of the times :func:`sample_times` draws, evaluated at ``t``.
+
+    The base density is 1 (``uniform``) or :func:`~diffusion_jax.timesteps.logit_normal_pdf`;
+    the shift t' = s u / (1 + (s - 1) u) is a change of variables with inverse
+    u = t' / (s - (s - 1) t') and du/dt' = s / (s - (s - 1) t')^2, so
+    p(t') = p_base(u(t')) * du/dt'. Zero outside (0, 1).
+    """
+    check_choice(kind, TIME_SAMPLINGS, name="kind")
+    if not shift > 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    if kind == "logit_normal" and not std > 0:
+        raise ValueError(f"std must be positive, got {std}")
+    t = jnp.asarray(t, jnp.float32)
+    denom = shift - (shift - 1.0) * t
+    u = t / denom  # the unshifted time that maps to t
+    jac = shift / denom**2  # du / dt
+    base = jnp.ones_like(u) if kind == "uniform" else logit_normal_pdf(u, mean, std)
+    return jnp.where((t > 0) & (t < 1), base * jac, 0.0)
 
 
 def flow_loss(key, velocity_fn, x0, cond=None, *, time_sampling="uniform", mean=0.0, std=1.0, shift=1.0):

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 import warnings
@@ -57,6 +58,39 @@ class VAETrainConfig:
     # latent scale drift freely.
     kl_weight: float = 1e-4
     seed: int = 0  # init key and the order of the batches
+
+
+def _check_shape(shape, name: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in shape)
+    except TypeError:
+        raise ValueError(f"{name} must be a shape such as (H, W, C), got {shape!r}") from None
+    if not dims or any(d < 1 or d != s for d, s in zip(dims, shape)):
+        raise ValueError(f"{name} must be a non-empty tuple of positive ints (H, W, C), got {shape!r}")
+    return dims
+
+
+def value_counts(pixel_shape, latent_shape) -> dict:
+    """How many numbers one image and one latent hold, and the two reductions.
+
+    ``pixel_shape`` ``(H, W, C)`` and ``latent_shape`` ``(h, w, c)``: returns
+    ``{"pixel_values": H*W*C, "latent_values": h*w*c, "scalar_reduction":
+    pixel_values / latent_values, "spatial_reduction": (H*W) / (h*w)}``; a reduction is
+    an ``int`` when it divides exactly, else a ``float``. The denoiser runs on the latent
+    at every sampling step, so these ratios bound how much smaller its input gets; they
+    are not speed-ups (those depend on the network and must be measured).
+    """
+    pix, lat = _check_shape(pixel_shape, "pixel_shape"), _check_shape(latent_shape, "latent_shape")
+    if len(pix) != 3 or len(lat) != 3:
+        raise ValueError(f"pixel_shape and latent_shape must both be (H, W, C), got {pix} and {lat}")
+
+    def ratio(a: int, b: int):
+        return a // b if a % b == 0 else a / b
+
+    pixel_values, latent_values = math.prod(pix), math.prod(lat)
+    return {"pixel_values": pixel_values, "latent_values": latent_values,
+            "scalar_reduction": ratio(pixel_values, latent_values),
+            "spatial_reduction": ratio(pix[0] * pix[1], lat[0] * lat[1])}
 
 
 def _root_relative(path) -> Path:

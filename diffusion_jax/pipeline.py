@@ -22,14 +22,24 @@ import numpy as np
 from flax import nnx
 
 from diffusion_jax import checkpoint as ckpt
-from diffusion_jax import data, guidance, latent, samplers, schedules
-from diffusion_jax.models import DiT, DiTConfig, UNet, UNetConfig
+from diffusion_jax import data, flow, guidance, latent, samplers, schedules
+from diffusion_jax.models import DiT, DiTConfig, UNet, UNetConfig, forward_flops
 from diffusion_jax.models.dit import DIT_PRESETS
 from diffusion_jax.models.unet import PRESETS as UNET_PRESETS
-from diffusion_jax.train import TrainConfig, TrainState, create_train_state, epoch_batch_fn, fit, model_denoiser
+from diffusion_jax.train import (
+    TrainConfig,
+    TrainState,
+    create_train_state,
+    epoch_batch_fn,
+    fit,
+    model_denoiser,
+    model_velocity,
+)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SAMPLERS = ("ddim", "ddpm")
+DIFFUSION_SAMPLERS = ("ddim", "ddpm")  # for presets trained with objective="diffusion"
+FLOW_SAMPLERS = ("euler", "heun")  # for presets trained with objective="flow"
+SAMPLERS = DIFFUSION_SAMPLERS + FLOW_SAMPLERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +58,16 @@ class Preset:
     @property
     def is_latent(self) -> bool:
         return self.vae is not None
+
+    @property
+    def is_flow(self) -> bool:
+        """Trained with the rectified-flow objective (sample with "euler" or "heun")."""
+        return self.train.objective == "flow"
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        """The sampler names :func:`sample` accepts for this preset."""
+        return FLOW_SAMPLERS if self.is_flow else DIFFUSION_SAMPLERS
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained weights (not sampling settings)."""
@@ -76,18 +96,29 @@ PRESETS = {
                         dataclasses.replace(_MNIST_TRAIN, lr=5e-4)),
     "cifar10-unet": Preset("cifar10-unet", "cifar10", UNET_PRESETS["cifar10"],
                            dataclasses.replace(_MNIST_TRAIN, steps=3000)),
-    # Latent diffusion: a DiT on VAE latents (7x7x4 for MNIST, 8x8x4 for CIFAR-10).
+    # Rectified flow (t = 0 data, t = 1 noise, the model sees 1000 t): the same U-Net and
+    # training recipe as mnist-unet, only the objective differs (velocity eps - x0 on the
+    # straight path, uniform t). `prediction` is unused by the flow objective.
+    "mnist-unet-flow": Preset("mnist-unet-flow", "mnist", UNET_PRESETS["mnist"],
+                              dataclasses.replace(_MNIST_TRAIN, objective="flow")),
+    # Latent diffusion: a DiT on VAE latents (7x7x4 for MNIST, 8x8x4 for CIFAR-10). Step
+    # counts sized so a cache-cold run (VAE, then DiT) takes about ten minutes on 2 CPU
+    # cores (lesson 08 reports the measured times and sample quality).
     "mnist-latent-dit": Preset("mnist-latent-dit", "mnist", DIT_PRESETS["latent-mnist"],
                                dataclasses.replace(_MNIST_TRAIN, lr=5e-4), clip_x0=None,
-                               vae=latent.VAETrainConfig(steps=1000), vae_preset="mnist"),
+                               vae=latent.VAETrainConfig(steps=400), vae_preset="mnist"),
     "cifar10-latent-dit": Preset("cifar10-latent-dit", "cifar10", DIT_PRESETS["latent-cifar"],
-                                 dataclasses.replace(_MNIST_TRAIN, lr=5e-4, steps=3000), clip_x0=None,
-                                 vae=latent.VAETrainConfig(steps=2000), vae_preset="cifar"),
+                                 dataclasses.replace(_MNIST_TRAIN, lr=5e-4, steps=2000), clip_x0=None,
+                                 vae=latent.VAETrainConfig(steps=300), vae_preset="cifar"),
 }
 
 
-def get_preset(name: str, **train_overrides) -> Preset:
-    """A preset by name, with optional :class:`TrainConfig` field overrides (e.g. steps)."""
+def get_preset(name: str, *, vae_steps: int | None = None, **train_overrides) -> Preset:
+    """A preset by name, with optional :class:`TrainConfig` field overrides (e.g. steps).
+
+    ``vae_steps`` (latent presets only) overrides the VAE's training steps, e.g. a tiny
+    value for a smoke run; it changes the VAE, hence the latents and the fingerprint.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     preset = PRESETS[name]
@@ -97,6 +128,12 @@ def get_preset(name: str, **train_overrides) -> Preset:
         raise ValueError(f"unknown training option(s) {bad}; valid: {sorted(fields)}")
     if train_overrides:
         preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, **train_overrides))
+    if vae_steps is not None:
+        if not preset.is_latent:
+            raise ValueError(f"vae_steps is only for latent presets; {name!r} diffuses in pixel space")
+        if int(vae_steps) != vae_steps or vae_steps < 1:
+            raise ValueError(f"vae_steps must be a positive integer, got {vae_steps!r}")
+        preset = dataclasses.replace(preset, vae=dataclasses.replace(preset.vae, steps=int(vae_steps)))
     return preset
 
 
@@ -174,15 +211,45 @@ def _restore(preset: Preset, path) -> TrainState:
     return jax.device_put(ckpt.restore_checkpoint(path, abstract))
 
 
-def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str = "ddim", num_steps: int | None = None,
-           guidance_scale: float | None = None, eta: float = 0.0, batch_size: int = 500):
-    """Class-conditional images ``(N, H, W, C)`` in [-1, 1] from the EMA weights, with CFG.
+def denoiser_evaluations(sampler: str, num_steps: int, num_timesteps: int = 1000) -> int:
+    """How many times ``sampler`` calls the (guided) denoiser for ``num_steps`` steps.
 
-    Rows are generated in chunks of ``batch_size``; chunk ``j`` uses the key
-    ``fold_in(key, j * batch_size)``, so the same key and batch size give the same images.
+    DDIM and Euler: one per step; DDPM: every one of the ``num_timesteps`` steps; Heun:
+    two per step except the last, which is a plain Euler step (``2 * num_steps - 1``).
+    With CFG each evaluation runs the conditional and unconditional rows in one batch.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
+    if int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    return {"ddim": int(num_steps), "euler": int(num_steps), "heun": 2 * int(num_steps) - 1,
+            "ddpm": int(num_timesteps)}[sampler]
+
+
+def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | None = None,
+           num_steps: int | None = None, guidance_scale: float | None = None, eta: float = 0.0,
+           shift: float = 1.0, batch_size: int = 500):
+    """Class-conditional images ``(N, H, W, C)`` in [-1, 1] from the EMA weights, with CFG.
+
+    ``sampler``: ``"ddim"`` (default) or ``"ddpm"`` for diffusion presets; ``"euler"``
+    (default) or ``"heun"`` for flow presets (:attr:`Preset.is_flow`), which integrate the
+    guided velocity from t = 1 to 0 in ``num_steps`` steps on :func:`flow.time_grid`
+    with SD3's ``shift`` (``eta`` must stay 0 there: the ODE has no noise). Guidance is
+    the same for both: :func:`guidance.guided_denoiser` around the model's output.
+    Rows are generated in chunks of ``batch_size``; chunk ``j`` uses the key
+    ``fold_in(key, j * batch_size)``, so the same key and batch size give the same images
+    (and the same starting noise x_T for every sampler).
+    """
+    if sampler is None:
+        sampler = preset.samplers[0]
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
+    if sampler not in preset.samplers:
+        kind = "a rectified-flow" if preset.is_flow else "a diffusion"
+        raise ValueError(f"preset {preset.name!r} is {kind} model: sampler must be one of "
+                         f"{list(preset.samplers)}, got {sampler!r}")
+    if preset.is_flow and eta != 0.0:
+        raise ValueError(f"eta must be 0 for flow samplers (deterministic ODE), got {eta}")
     labels = np.asarray(labels, np.int32)
     if labels.ndim != 1 or labels.size == 0:
         raise ValueError(f"labels must be a non-empty 1-D array of class ids, got shape {labels.shape}")
@@ -191,7 +258,8 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str = "dd
     schedule = schedules.make_schedule(preset.schedule)
     scale = preset.guidance_scale if guidance_scale is None else guidance_scale
     steps = preset.sampler_steps if num_steps is None else num_steps
-    denoise = guidance.guided_denoiser(model_denoiser(state.graphdef, state.ema_params, state.rest),
+    model_fn = model_velocity if preset.is_flow else model_denoiser
+    denoise = guidance.guided_denoiser(model_fn(state.graphdef, state.ema_params, state.rest),
                                        scale, null_label(preset))
     hwc = codec(preset).latent_shape if preset.is_latent else image_shape(preset)
     out = []
@@ -199,7 +267,10 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str = "dd
         chunk = jnp.asarray(labels[start:start + batch_size])
         shape = (len(chunk),) + hwc
         chunk_key = jax.random.fold_in(key, start)
-        if sampler == "ddim":
+        if sampler in FLOW_SAMPLERS:
+            integrate = flow.euler_sample if sampler == "euler" else flow.heun_sample
+            x = integrate(chunk_key, denoise, shape, chunk, num_steps=steps, shift=shift)
+        elif sampler == "ddim":
             x = samplers.ddim_sample(chunk_key, denoise, schedule, shape, chunk, num_steps=steps, eta=eta,
                                      prediction=preset.train.prediction, clip_x0=preset.clip_x0)
         else:
@@ -209,6 +280,68 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str = "dd
     return np.clip(np.concatenate(out), -1.0, 1.0)
 
 
+def model_input_shape(preset: Preset) -> tuple[int, int, int]:
+    """``(H, W, C)`` of what the denoiser sees: latents for latent presets, else pixels."""
+    if not preset.is_latent:
+        return image_shape(preset)
+    if isinstance(preset.model, DiTConfig):
+        return (preset.model.input_size, preset.model.input_size, preset.model.in_channels)
+    return codec(preset).latent_shape
+
+
 def image_shape(preset: Preset) -> tuple[int, int, int]:
     """``(H, W, C)`` of the preset's data set."""
     return {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}[preset.dataset]
+
+
+def forward_cost(preset: Preset, state: TrainState | None = None, *, batch_size: int = 64,
+                 repeats: int = 5, seed: int = 0) -> dict:
+    """Measured cost of ONE denoiser forward of ``preset``'s model at ``batch_size`` rows.
+
+    Returns ``{"input_shape", "gflops_per_image" (XLA cost analysis), "ms_per_forward"
+    (median wall time of ``repeats`` jitted calls after one warm-up),
+    "ms_per_image"}``. The weights (``state``'s EMA, else a fresh init) do not change
+    the cost. The model works on latents for latent presets, pixels otherwise.
+    """
+    if batch_size < 1 or repeats < 1:
+        raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size}, {repeats}")
+    model = state.model() if state is not None else build_model(preset, seed)
+    hwc = model_input_shape(preset)
+    x = jnp.zeros((batch_size,) + hwc)  # (B, H, W, C)
+    t = jnp.full((batch_size,), 500, jnp.int32)
+    y = jnp.zeros((batch_size,), jnp.int32)
+    flops = forward_flops(model, x, t, y) / batch_size
+    graphdef, params = nnx.split(model)
+    forward = jax.jit(lambda p, x, t, y: nnx.merge(graphdef, p)(x, t, y))
+    return {"input_shape": hwc, "gflops_per_image": flops / 1e9,
+            **_timed(lambda: forward(params, x, t, y), batch_size, repeats)}
+
+
+def decode_cost(preset: Preset, *, batch_size: int = 64, repeats: int = 5) -> dict:
+    """Cost of decoding ``batch_size`` latents with ``preset``'s VAE (once per sample).
+
+    Same keys as :func:`forward_cost`; ``input_shape`` is the latent shape.
+    """
+    if batch_size < 1 or repeats < 1:
+        raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size}, {repeats}")
+    c = codec(preset)
+    vae = nnx.merge(c.graphdef, c.params)
+    z = jnp.zeros((batch_size,) + c.latent_shape)  # (B, h, w, c)
+    flops = forward_flops(vae.decoder, z) / batch_size
+    graphdef, params = nnx.split(vae.decoder)
+    decode = jax.jit(lambda p, z: nnx.merge(graphdef, p)(z))
+    return {"input_shape": c.latent_shape, "gflops_per_image": flops / 1e9,
+            **_timed(lambda: decode(params, z), batch_size, repeats)}
+
+
+def _timed(fn, batch_size: int, repeats: int) -> dict:
+    import time
+
+    jax.block_until_ready(fn())  # compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    ms = 1000.0 * float(np.median(times))
+    return {"ms_per_forward": ms, "ms_per_image": ms / batch_size}

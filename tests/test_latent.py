@@ -216,3 +216,28 @@ def test_encode_dataset_detects_a_corrupt_cache_and_recomputes(codec, images, tm
 def test_encode_dataset_rejects_unsafe_names(codec, images, tmp_path):
     with pytest.raises(ValueError, match="name must match"):
         encode_dataset(codec, images, name="../escape", cache_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------- value_counts
+@pytest.mark.parametrize("pixel, lat", [((512, 512, 3), (64, 64, 4)), ((28, 28, 1), (7, 7, 4)),
+                                        ((32, 32, 3), (8, 8, 4)), ((30, 20, 3), (7, 5, 4))])
+def test_value_counts_against_numpy(pixel, lat):
+    got = latent.value_counts(pixel, lat)
+    pv, lv = int(np.prod(pixel, dtype=np.int64)), int(np.prod(lat, dtype=np.int64))
+    sp = np.float64(pixel[0] * pixel[1]) / np.float64(lat[0] * lat[1])
+    assert got["pixel_values"] == pv and got["latent_values"] == lv
+    assert got["scalar_reduction"] == pytest.approx(pv / lv, rel=1e-12)
+    assert got["spatial_reduction"] == pytest.approx(sp, rel=1e-12)
+    for k in ("scalar_reduction", "spatial_reduction"):  # exact ratios stay integers
+        assert isinstance(got[k], int) == (float(got[k]).is_integer())
+
+
+def test_value_counts_validates_shapes():
+    with pytest.raises(ValueError, match="pixel_shape"):
+        latent.value_counts((28, 0, 1), (7, 7, 4))
+    with pytest.raises(ValueError, match="latent_shape"):
+        latent.value_counts((28, 28, 1), 7)
+    with pytest.raises(ValueError, match=r"\(H, W, C\)"):
+        latent.value_counts((28, 28), (7, 7, 4))
+    with pytest.raises(ValueError, match="latent_shape"):
+        latent.value_counts((28, 28, 1), (7, 7.5, 4))

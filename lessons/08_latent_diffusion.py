@@ -1,0 +1,470 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 08 — Latent diffusion: denoise a compressed code, decode once
+#
+# Every sampling step runs the denoiser on the whole input. For a 512×512 colour image that
+# is three quarters of a million numbers, tens of times per image. Latent diffusion
+# (Rombach et al. 2022, the recipe behind Stable Diffusion) splits the job in two:
+#
+# 1. an **autoencoder** (here a small KL-regularised VAE) learns once to squeeze an image
+#    into a smaller grid of latent values and to rebuild the image from it; it takes care
+#    of fine texture and exact pixel values;
+# 2. the **diffusion model** is trained and sampled entirely on those latents. It only has
+#    to get the layout and content right. The decoder runs **once**, at the very end.
+#
+# This lesson counts the values that are saved, trains (or loads) the VAEs for MNIST and
+# CIFAR-10, works out the latent scale factor from data, trains a latent DiT on each data
+# set, and *measures* what a denoiser evaluation costs in pixel and in latent space.
+#
+# Trained models are cached in `data/checkpoints/`: the first run of this notebook trains
+# two VAEs and two small DiTs (several minutes each on a 2-core CPU); later runs load them.
+# Set `DIFFUSION_JAX_FAST=1` for a smoke run with tiny training.
+
+# %%
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from diffusion_jax import data, latent, metrics, pipeline, schedules, viz
+from diffusion_jax.demo import fast_mode
+from diffusion_jax.exercises import check
+from diffusion_jax.models import dit
+from diffusion_jax.models.vae import latent_scale_factor
+
+FAST = fast_mode()
+
+
+def preset_for(name):
+    """The lesson's version of a preset: as published, or tiny in fast mode."""
+    return pipeline.get_preset(name, steps=30, vae_steps=10) if FAST else pipeline.get_preset(name)
+
+
+# Fast mode (a CI smoke run) skips the CIFAR-10 half: its VAE alone costs more than the budget.
+LATENT_PRESETS = {"MNIST": "mnist-latent-dit"} if FAST else {"MNIST": "mnist-latent-dit",
+                                                             "CIFAR-10": "cifar10-latent-dit"}
+PER_CLASS = 2 if FAST else 10  # samples per class in the grids
+N_EVAL = 40 if FAST else 500  # samples scored by the digit classifier
+SAMPLER_STEPS = 10 if FAST else 50
+key = jax.random.key(0)
+print(f"fast mode: {FAST}")
+
+# %% [markdown]
+# ## 1. How many numbers does the denoiser see?
+#
+# The chapter's example: Stable Diffusion's VAE turns a 512×512×3 image into a 64×64×4
+# latent. `latent.value_counts` does the arithmetic. The chapter prints **786432** pixel
+# values, **16384** latent values, a **48×** reduction in scalars and a **64×** reduction in
+# spatial positions (the difference comes from the latent having 4 channels, not 3).
+
+# %%
+chapter = latent.value_counts((512, 512, 3), (64, 64, 4))
+print(json.dumps(chapter, indent=2))
+
+ours = {"MNIST": ((28, 28, 1), (7, 7, 4)), "CIFAR-10": ((32, 32, 3), (8, 8, 4))}
+for name, (pix, lat) in ours.items():
+    c = latent.value_counts(pix, lat)
+    print(f"{name:8s} {pix} -> {lat}: {c['pixel_values']:5d} -> {c['latent_values']:4d} values, "
+          f"{c['scalar_reduction']}x fewer scalars, {c['spatial_reduction']}x fewer positions")
+
+# %% [markdown]
+# Our VAEs downsample by 4 in each direction (16× fewer positions) and keep 4 channels, so
+# an MNIST digit shrinks only 4× in scalars (a single grey channel becomes four latent
+# channels) and a CIFAR image 12×. The chapter's 48× comes from an 8× downsampling.
+#
+# For a Transformer denoiser the number that sets the cost is the number of **tokens**:
+# `dit.patchify` cuts a (H, W, C) input into (H/p)·(W/p) tokens of p·p·C values.
+
+# %%
+for label, shape, p in [("MNIST pixels, p = 4", (28, 28, 1), 4), ("MNIST pixels, p = 2", (28, 28, 1), 2),
+                        ("MNIST latent, p = 1", (7, 7, 4), 1), ("CIFAR pixels, p = 2", (32, 32, 3), 2),
+                        ("CIFAR latent, p = 2", (8, 8, 4), 2)]:
+    tokens = dit.patchify(jnp.zeros((1,) + shape), p)  # (1, N, p*p*C)
+    print(f"{label:22s} {str(shape):12s} -> {tokens.shape[1]:4d} tokens of {tokens.shape[2]:3d} values")
+
+# %% [markdown]
+# Attention costs grow with the square of the token count, so the 256 tokens of CIFAR pixels
+# at p = 2 cost far more than the latent's 16. Note the MNIST pixel DiT with p = 4 also has
+# 49 tokens, like the latent DiT with p = 1: a bigger patch can shrink the sequence as well.
+# What the VAE adds is a *better* summary per token, learned to keep what matters for
+# reconstruction; section 6 measures the costs.
+#
+# ## 2. The autoencoders
+#
+# `pipeline.codec(preset)` trains the preset's VAE on the training split (cached under
+# `data/checkpoints/vae-*`), then measures the latent scale (section 3). The loss is a
+# per-pixel MSE plus a small KL term towards N(0, I) (`models.vae.vae_loss`). The encoder
+# outputs a mean and a variance per latent value; as in Stable Diffusion, the codec uses the
+# **mean** as the latent of an image.
+
+# %%
+presets = {label: preset_for(name) for label, name in LATENT_PRESETS.items()}
+mnist_preset = presets["MNIST"]
+codecs, test_sets = {}, {}
+for label, preset in presets.items():
+    t0 = time.perf_counter()
+    codecs[label] = pipeline.codec(preset)
+    test_sets[label] = data.load_dataset(preset.dataset, "test")
+    print(f"{label}: VAE ({preset.vae.steps} steps, preset {preset.vae_preset!r}) ready in "
+          f"{time.perf_counter() - t0:.1f} s; latent shape {codecs[label].latent_shape}")
+
+# %%
+n_show = 8
+fig, axes = plt.subplots(len(codecs), 1, figsize=(8, 2.1 * len(codecs)), squeeze=False)
+for ax, (label, c) in zip(axes[:, 0], codecs.items()):
+    ds = test_sets[label]
+    idx = np.linspace(0, len(ds.images) - 1, n_show).astype(int)  # spread out: files may be sorted by class
+    x = data.to_float(ds.images[idx])  # (8, H, W, C) in [-1, 1]
+    recon = c.decode(c.encode(x))
+    viz.show_images(np.concatenate([x, recon]), n_show, ax,
+                    title=f"{label}: test images (top) and their VAE reconstructions (bottom)")
+    x_all = data.to_float(ds.images[:500])
+    mse = float(np.mean((c.decode(c.encode(x_all)) - x_all) ** 2))
+    print(f"{label}: reconstruction MSE on 500 held-out images = {mse:.4f} "
+          f"(PSNR {10 * np.log10(4 / mse):.1f} dB for the [-1, 1] range)")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The digits come back almost unchanged (MSE about 0.013 after 400 VAE steps). CIFAR images
+# lose more: 12× fewer numbers cannot hold every edge of a natural image, and our VAE is
+# tiny and briefly trained, so expect softened edges and textures. Whatever the VAE loses, the diffusion model cannot restore: **the decoder's
+# reconstruction quality is a ceiling on the sample quality** of a latent diffusion model.
+#
+# ## 3. The latent scale factor
+#
+# The forward process x_t = √ᾱ·z + √(1−ᾱ)·ε assumes the data has a variance near 1: its
+# signal-to-noise ratio is really σ²·ᾱ/(1−ᾱ) when the data has standard deviation σ. The
+# schedule was designed for σ ≈ 1 (pixels in [−1, 1]); a VAE's latents can have any scale,
+# since the light KL penalty does not pin it down. Stable Diffusion therefore multiplies its
+# latents by **0.18215**, one over the standard deviation it measured on training latents
+# (about 5.49), and divides by it again before decoding. `latent.make_codec` does the same
+# for our VAEs, on 2,000 training images.
+
+# %%
+raw_std = {}
+for label, c in codecs.items():
+    train_images = data.load_dataset(presets[label].dataset, "train").images
+    subset = train_images[np.random.default_rng(0).choice(len(train_images), 2000, replace=False)]
+    raw = latent.LatentCodec(c.graphdef, c.params, 1.0).encode(subset)  # scale 1: the raw means
+    scaled = c.encode(subset)
+    raw_std[label] = float(np.std(raw))
+    print(f"{label}: raw latent mean {np.mean(raw):+.3f}, std {np.std(raw):.3f} -> scale factor "
+          f"{latent_scale_factor(raw):.4f} (codec: {c.scale:.4f}); scaled std {np.std(scaled):.3f}")
+print(f"Stable Diffusion: scale 0.18215 <-> latent std {1 / 0.18215:.2f}")
+
+fig, axes = plt.subplots(1, len(codecs), figsize=(4.5 * len(codecs), 3), squeeze=False)
+for ax, (label, c) in zip(axes[0], codecs.items()):
+    sub = data.load_dataset(presets[label].dataset, "train").images[:1000]
+    raw = latent.LatentCodec(c.graphdef, c.params, 1.0).encode(sub).ravel()
+    ax.hist(raw, bins=80, density=True, alpha=0.5, label=f"raw (std {raw.std():.2f})")
+    ax.hist(raw * c.scale, bins=80, density=True, alpha=0.5, label=f"scaled (std {(raw * c.scale).std():.2f})")
+    grid = np.linspace(-4, 4, 200)
+    ax.plot(grid, np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi), "k:", lw=1, label="N(0, 1)")
+    ax.set_title(f"{label} latent values", fontsize=9)
+    ax.legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Why it matters, in numbers: with data of standard deviation σ the log-SNR curve of the
+# schedule moves up by 2·ln σ. The table shows how much of x_t is signal (the correlation
+# between x_t and the clean latent) at a few timesteps of our linear schedule, for latents
+# that are too small, unit-scale, and as large as SD's raw latents.
+
+# %%
+sched = schedules.linear(1000)
+ts = [250, 500, 750, 999]
+print("data std   " + "".join(f"  t = {t:<5d}" for t in ts) + "   (fraction of x_t's std that is signal)")
+for sigma in [0.2, 1.0, 1 / 0.18215]:
+    ab = np.asarray(sched.alpha_bars)[ts]
+    corr = np.sqrt(ab) * sigma / np.sqrt(ab * sigma**2 + 1 - ab)
+    print(f"{sigma:8.2f}  " + "".join(f"  {c:8.3f}" for c in corr))
+
+# %% [markdown]
+# With σ = 5.5, x_t is still 30% signal at t = 750 and keeps six times more signal at
+# t = 999 than intended, so the model rarely sees anything like the pure noise that sampling
+# starts from (the train/test mismatch of the non-zero terminal SNR of lesson 04, made
+# worse). With σ = 0.2 the signal is down to 20% by t = 250 and most timesteps are spent on
+# near-noise. Unit variance puts the
+# latents where the schedule expects data to be. Only the scale is corrected; SD3 and later
+# also subtract a measured mean (a "shift factor"), our codec leaves the mean alone.
+#
+# ## 4. A latent DiT on MNIST
+#
+# The `mnist-latent-dit` preset trains `DIT_PRESETS["latent-mnist"]` (patch 1, 49 tokens of
+# 4 values) on the cached, scaled latents of the 4,500 training digits: v-prediction, linear
+# schedule, 10% label dropout for classifier-free guidance, like the pixel `mnist-unet`.
+# `pipeline.sample` runs DDIM with guidance *in latent space* and decodes once at the end.
+# Latents are unbounded, so latent presets do not clip the x₀ estimate to [−1, 1]
+# (`clip_x0=None`).
+
+# %%
+t0 = time.perf_counter()
+mnist_state = pipeline.train(mnist_preset)
+print(f"{mnist_preset.name}: {mnist_preset.train.steps} steps, trained or loaded in {time.perf_counter() - t0:.1f} s "
+      f"({pipeline.run_dir(mnist_preset).name})")
+
+
+def class_grid(images, labels, class_names, title):
+    """One row per class, PER_CLASS samples each."""
+    rows = np.concatenate([images[labels == k][:PER_CLASS] for k in range(len(class_names))])
+    fig, ax = plt.subplots(figsize=(PER_CLASS * 0.55 + 1.6, len(class_names) * 0.55 + 0.6))
+    viz.show_images(rows, PER_CLASS, ax)
+    ax.axis("on")
+    ax.set_xticks([])
+    h = images.shape[1] + 1
+    ax.set_yticks([1 + h * k + h // 2 for k in range(len(class_names))], class_names, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    plt.tight_layout()
+    plt.show()
+
+
+labels = np.repeat(np.arange(10), N_EVAL // 10)  # (N_EVAL,) 0, 0, ..., 9
+t0 = time.perf_counter()
+mnist_samples = pipeline.sample(jax.random.fold_in(key, 1), mnist_state, mnist_preset, labels,
+                                num_steps=SAMPLER_STEPS)
+print(f"{len(labels)} samples (DDIM-{SAMPLER_STEPS}, CFG s = {mnist_preset.guidance_scale:g}, decode) "
+      f"in {time.perf_counter() - t0:.1f} s")
+class_grid(mnist_samples, labels, [str(k) for k in range(10)],
+           f"{mnist_preset.name}: DDIM-{SAMPLER_STEPS} in latent space, decoded (synthetic)")
+
+# %% [markdown]
+# How good are they? We score the samples with the project's own MNIST classifier (the one
+# the demo uses): the fraction classified as the intended digit, and the domain-feature FID
+# against 500 held-out digits (comparable only within this project; small-sample FID is
+# biased upwards, so compare at equal N).
+
+# %%
+classifier = metrics.train_classifier(jax.random.fold_in(key, 2), "mnist", steps=30 if FAST else 600)
+mnist_test, mnist_train = data.load_dataset("mnist", "test"), data.load_dataset("mnist", "train")
+real = mnist_test.images[np.random.default_rng(0).permutation(len(mnist_test.images))[:N_EVAL]]
+scores = metrics.evaluate(mnist_samples, labels, real, mnist_train.images, classifier,
+                          kid_subset_size=min(250, N_EVAL))
+recon_scores = metrics.evaluate(codecs["MNIST"].decode(codecs["MNIST"].encode(real)), None, real,
+                                mnist_train.images, classifier, kid_subset_size=min(250, N_EVAL))
+print(f"latent DiT samples: class accuracy {scores['accuracy']:.1%}, domain FID {scores['fid']:.2f}, "
+      f"nearest-train ratio {scores['nn_ratio']:.2f}")
+print(f"for scale: VAE reconstructions of held-out digits have domain FID {recon_scores['fid']:.2f}")
+
+# %% [markdown]
+# The FID of the VAE's own reconstructions is the floor that a perfect latent model could
+# reach with this decoder. A nearest-train ratio near 1 means the samples are not copies
+# of training digits.
+#
+# ## 5. A latent DiT on CIFAR-10
+#
+# The same recipe on 10,000 CIFAR-10 training images (`/work/shared/data`): a wider VAE
+# (32×32×3 → 8×8×4) and a DiT with patch 2 on the latents, 16 tokens. Natural images are a
+# much harder target than digits and our models are tiny, so expect colour layouts that
+# fit the class (sky and water, grass, a road) more than crisp objects. (Fast mode skips this.)
+
+# %%
+if "CIFAR-10" in presets:
+    cifar_preset = presets["CIFAR-10"]
+    t0 = time.perf_counter()
+    cifar_state = pipeline.train(cifar_preset)
+    print(f"{cifar_preset.name}: {cifar_preset.train.steps} steps, trained or loaded in "
+          f"{time.perf_counter() - t0:.1f} s")
+    cifar_labels = np.repeat(np.arange(10), PER_CLASS)
+    cifar_samples = pipeline.sample(jax.random.fold_in(key, 3), cifar_state, cifar_preset, cifar_labels,
+                                    num_steps=SAMPLER_STEPS)
+    class_grid(cifar_samples, cifar_labels, list(test_sets["CIFAR-10"].class_names),
+               f"{cifar_preset.name}: DDIM-{SAMPLER_STEPS} in latent space, decoded (synthetic)")
+
+# %% [markdown]
+# ## 6. What does one denoiser evaluation cost?
+#
+# `pipeline.forward_cost` measures one forward pass of a preset's network at a fixed batch:
+# XLA's FLOP count (`models.forward_flops`) and the median wall time of the jitted call.
+# `pipeline.decode_cost` does the same for the VAE decoder, which runs **once per sample**,
+# not once per step. The weights do not change the cost, so the untrained pixel models are
+# measured from a fresh initialisation. Each CFG step evaluates two rows per sample
+# (conditional and unconditional), in both spaces alike.
+
+# %%
+BATCH = 64
+pixel_unet = pipeline.get_preset("mnist-unet")
+costs = {
+    "MNIST pixel U-Net (mnist-unet)": pipeline.forward_cost(pixel_unet, batch_size=BATCH),
+    "MNIST pixel DiT, p=4 (mnist-dit)": pipeline.forward_cost(pipeline.get_preset("mnist-dit"), batch_size=BATCH),
+    "MNIST latent DiT (mnist-latent-dit)": pipeline.forward_cost(mnist_preset, mnist_state, batch_size=BATCH),
+    "MNIST VAE decoder": pipeline.decode_cost(mnist_preset, batch_size=BATCH),
+}
+if "CIFAR-10" in presets:
+    costs["CIFAR pixel U-Net (cifar10-unet)"] = pipeline.forward_cost(pipeline.get_preset("cifar10-unet"),
+                                                                      batch_size=BATCH)
+    costs["CIFAR latent DiT (cifar10-latent-dit)"] = pipeline.forward_cost(cifar_preset, cifar_state,
+                                                                           batch_size=BATCH)
+    costs["CIFAR VAE decoder"] = pipeline.decode_cost(cifar_preset, batch_size=BATCH)
+print(f"{'network':38s} {'input':>12s} {'GFLOP/image':>12s} {'ms/image':>9s}   (batch {BATCH})")
+for name, c in costs.items():
+    print(f"{name:38s} {str(c['input_shape']):>12s} {c['gflops_per_image']:12.4f} {c['ms_per_image']:9.3f}")
+
+# %% [markdown]
+# Now the cost of one **sample** with a 50-step DDIM and CFG (2 rows per step), decoding
+# included for the latent models.
+
+# %%
+steps = 50
+per_sample = {
+    "MNIST pixel U-Net": (costs["MNIST pixel U-Net (mnist-unet)"], None),
+    "MNIST latent DiT + decode": (costs["MNIST latent DiT (mnist-latent-dit)"], costs["MNIST VAE decoder"]),
+}
+if "CIFAR-10" in presets:
+    per_sample["CIFAR pixel U-Net"] = (costs["CIFAR pixel U-Net (cifar10-unet)"], None)
+    per_sample["CIFAR latent DiT + decode"] = (costs["CIFAR latent DiT (cifar10-latent-dit)"],
+                                               costs["CIFAR VAE decoder"])
+names, gflops, ms = [], [], []
+for name, (den, dec) in per_sample.items():
+    g = 2 * steps * den["gflops_per_image"] + (dec["gflops_per_image"] if dec else 0.0)
+    t = 2 * steps * den["ms_per_image"] + (dec["ms_per_image"] if dec else 0.0)
+    dec_share = (dec["gflops_per_image"] / g) if dec else 0.0
+    names.append(name)
+    gflops.append(g)
+    ms.append(t)
+    print(f"{name:28s} {g:8.3f} GFLOP  {t:8.2f} ms per sample   (decoder: {dec_share:.1%} of the FLOPs)")
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+colors = ["C0" if "pixel" in n else "C1" for n in names]
+axes[0].barh(names, gflops, color=colors)
+axes[0].set_xlabel("GFLOP per sample (DDIM-50, CFG)")
+axes[1].barh(names, ms, color=colors)
+axes[1].set_xlabel("measured ms per sample on this CPU")
+axes[1].set_yticks([])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Read the table with care; it holds a surprise. On **MNIST** the latent DiT costs about as
+# much per evaluation as the pixel U-Net (about 0.085 against 0.105 GFLOP per image): at
+# 28×28 the pixel U-Net is already small, and our latent DiT spends its FLOPs on 128-wide
+# tokens, not on the input size. The VAE decoder is *more* expensive than one denoiser
+# evaluation (about 0.15 GFLOP), yet it runs once against 2 × 50 denoiser rows, so it adds
+# about 2% per sample. On **CIFAR-10** the picture flips: the pixel U-Net needs wider layers
+# at 32×32 (0.55 GFLOP) while the latent DiT sees just 16 tokens (0.027 GFLOP), about 20×
+# less per evaluation, and the decoder, paid once, is about a tenth of the total. The FLOP
+# numbers depend only on the architectures, so they are the same on every machine.
+#
+# Three lessons: the pixel and latent networks are *different architectures*, so the gap is
+# whatever network the smaller input lets you afford, not the value count itself; the
+# latent route pays off as images get larger (the chapter's 512×512 case), not at digit size;
+# and wall time follows FLOPs only loosely on a CPU (small matrices use the cores badly; the
+# times here were taken on a shared 2-core machine). Throughput must be benchmarked, not
+# inferred from value counts.
+#
+# ## Exercises
+#
+# Implement each function and run its cell; `check` compares it with the library.
+
+# %% tags=["exercise"]
+def pixel_latent_counts(pixel_shape, latent_shape):
+    """Value counts for one image and one latent.
+
+    pixel_shape, latent_shape: tuples (H, W, C) and (h, w, c) of positive ints.
+    Return a dict with keys "pixel_values" (H*W*C), "latent_values" (h*w*c),
+    "scalar_reduction" (pixel_values / latent_values) and "spatial_reduction"
+    ((H*W) / (h*w)). All the cases divide exactly, so integers are fine.
+    """
+    ### BEGIN SOLUTION
+    # HINT: multiply the three dimensions of each shape; the spatial reduction uses only the first two
+    H, W, C = pixel_shape
+    h, w, c = latent_shape
+    return {"pixel_values": H * W * C, "latent_values": h * w * c,
+            "scalar_reduction": (H * W * C) // (h * w * c), "spatial_reduction": (H * W) // (h * w)}
+    ### END SOLUTION
+
+
+check("pixel_latent_counts", pixel_latent_counts)
+
+
+# %% tags=["exercise"]
+def scale_factor_from_latents(latents):
+    """The latent scale factor measured on a batch of encoded latents.
+
+    latents: an array of any shape (e.g. (N, h, w, c)) of raw VAE latents.
+    Return the scalar s such that latents * s has standard deviation 1 (over all values).
+    """
+    ### BEGIN SOLUTION
+    # HINT: one over the standard deviation of all values (no mean subtraction beyond what std does)
+    return 1.0 / jnp.std(jnp.asarray(latents, jnp.float32))
+    ### END SOLUTION
+
+
+check("scale_factor_from_latents", scale_factor_from_latents)
+
+
+# %% tags=["exercise"]
+def dit_sequence_shape(input_shape, patch_size):
+    """Sequence a DiT sees for an input of shape (H, W, C) cut into p x p patches.
+
+    Return the pair (number of tokens, values per token) as two ints.
+    """
+    ### BEGIN SOLUTION
+    # HINT: tokens = (H // p) * (W // p); each token holds p * p * C values
+    H, W, C = input_shape
+    p = patch_size
+    return (H // p) * (W // p), p * p * C
+    ### END SOLUTION
+
+
+check("dit_sequence_shape", dit_sequence_shape)
+
+# %% [markdown]
+# ## Check your understanding
+#
+# 1. A latent diffusion model samples with 30 steps and CFG. How many times does the VAE
+#    decoder run per image, and how many times the denoiser?
+# 2. Your VAE's latents have a standard deviation of 3. What goes wrong if you train the
+#    diffusion model on them unscaled with a standard linear schedule, and what factor fixes it?
+# 3. Why can a latent diffusion model never produce sharper images than its VAE reconstructs?
+# 4. SD's VAE reduces 512×512×3 to 64×64×4. Why is the reduction 48× in scalars but 64× in
+#    positions, and which of the two matters more for a convolutional denoiser's cost?
+# 5. In section 1 the pixel DiT with patch 4 and the latent DiT with patch 1 both see 49
+#    tokens. What does the latent route buy then?
+#
+# <details>
+# <summary>Answers</summary>
+#
+# 1. The decoder once, at the end; the denoiser 30 times (each time on a batch of two rows per
+#    image, conditional and unconditional, so 60 row-evaluations).
+# 2. The data's SNR is σ²·ᾱ/(1−ᾱ), 9 times what the schedule intends: even the last timestep
+#    keeps a clear trace of the latent, so training never shows the model pure noise, yet
+#    sampling starts from it. Multiply the latents by 1/3 (measured as 1/std on training
+#    latents) before diffusion and divide by it before decoding.
+# 3. Every sample is passed through the decoder; details the decoder cannot produce from any
+#    latent (its reconstruction error) are out of reach, however good the latent samples.
+# 4. The latent has 4 channels against the image's 3, so 64× fewer positions hold 4/3 as many
+#    values each: 64 · 3/4 = 48. A convolution's cost scales with the number of positions
+#    times the channel widths of its layers, which are set by the network, not by the input:
+#    the 64× in positions is what shrinks the feature maps of every layer.
+# 5. Each latent token is a learned summary of a 4×4 patch that keeps what the decoder needs,
+#    so the denoiser does not spend capacity on exact pixel values; and a VAE can also shrink
+#    much larger images to the same token budget. The cost per step is similar; the work per
+#    token is easier.
+# </details>
+#
+# ## Summary
+#
+# * Latent diffusion = a VAE trained once + a diffusion model trained and sampled on its
+#   latents + one decode per sample. `latent.value_counts` gives the chapter's
+#   786432 → 16384 values (48× scalars, 64× positions); ours are 4× (MNIST) and 12× (CIFAR).
+# * The VAE's reconstruction quality caps the sample quality (compare the samples' FID with
+#   the reconstructions' FID).
+# * Scale the latents to unit variance with 1/std measured on training latents
+#   (`latent.make_codec`, `models.vae.latent_scale_factor`; SD: 0.18215), so the noise
+#   schedule means what it was designed to mean.
+# * `pipeline.train` / `pipeline.sample` handle latent presets transparently: cached VAE,
+#   cached scaled latents, DDIM + CFG in latent space, decode at the end.
+# * Cost per sample is (steps × 2 CFG rows × denoiser) + (one decode); measure it
+#   (`pipeline.forward_cost`, `pipeline.decode_cost`) rather than inferring it from value counts.
