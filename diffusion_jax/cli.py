@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     _preset_flags(cmd["sample"])
     s = cmd["sample"]
     s.add_argument("--per-class", type=int, default=8, help="samples per class (default: 8)")
-    s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
-    s.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps (default: 50; DDPM uses all T)")
+    s.add_argument("--sampler", choices=["ddim", "ddpm", "euler", "heun"], default=None,
+                   help="ddim/ddpm for diffusion presets, euler/heun for flow presets (default: the preset's)")
+    s.add_argument("--sampler-steps", type=int, default=50,
+                   help="DDIM / Euler / Heun steps (default: 50; DDPM uses all T)")
     s.add_argument("--scale", type=float, default=None, help="CFG scale s, 1 = conditional (default: preset's)")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1] (default: 0)")
     s.add_argument("--seed", type=int, default=0)
@@ -93,7 +95,7 @@ def _sample(args):
     import jax
     import numpy as np
 
-    from diffusion_jax import pipeline, viz
+    from diffusion_jax import pipeline, provenance, viz
 
     viz.use_headless_backend()
     import matplotlib.pyplot as plt
@@ -106,10 +108,14 @@ def _sample(args):
     images = pipeline.sample(jax.random.key(args.seed), state, preset, labels, sampler=args.sampler,
                              num_steps=args.sampler_steps, guidance_scale=args.scale, eta=args.eta)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    np.savez(args.out + ".npz", images=images, labels=labels, provenance=np.array("synthetic: diffusion-jax"))
+    rec = provenance.record(command="sample", preset=preset.name, fingerprint=preset.fingerprint(),
+                            dataset=preset.dataset, seed=args.seed, sampler=args.sampler or preset.samplers[0],
+                            num_steps=args.sampler_steps, eta=args.eta,
+                            guidance_scale=preset.guidance_scale if args.scale is None else args.scale)
+    provenance.savez(args.out + ".npz", rec, images=images, labels=labels)
     fig, ax = plt.subplots(figsize=(args.per_class * 0.6, len(set(labels)) * 0.6))
     viz.show_images(images, args.per_class, ax, title=f"{preset.name} (synthetic)")
-    fig.savefig(args.out + ".png", dpi=120)
+    viz.save_figure(fig, args.out + ".png", rec, dpi=120)
     print(f"wrote {args.out}.png and {args.out}.npz ({len(images)} images)")
 
 

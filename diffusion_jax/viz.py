@@ -2,7 +2,8 @@
 
 Every function draws into a Matplotlib ``Axes`` it is given (or makes a figure) and
 returns it, so lessons can compose panels. The backend is left to Matplotlib; scripts
-call :func:`use_headless_backend` first.
+call :func:`use_headless_backend` first. Library code saves generated figures with
+:func:`save_figure`, which embeds a provenance label.
 """
 
 from __future__ import annotations
@@ -10,9 +11,25 @@ from __future__ import annotations
 import numpy as np
 
 
+def save_figure(fig, path, record=None, **kwargs):
+    """Save ``fig`` with a provenance label embedded (see :mod:`diffusion_jax.provenance`).
+
+    ``record``: a :func:`~diffusion_jax.provenance.record`; ``None`` labels the file with a
+    minimal one (synthetic, tool, version, time). PNG files carry it as text chunks; other
+    formats get a ``<path>.provenance.json`` sidecar. Returns the path.
+    """
+    from diffusion_jax import provenance
+
+    return provenance.savefig(fig, path, provenance.record() if record is None else record, **kwargs)
+
+
 def use_headless_backend():
+    """Switch Matplotlib to the file-only Agg backend, unless a notebook's inline backend is
+    active: library code called from a lesson (``demo.run``) must not turn off its plots."""
     import matplotlib
 
+    if "inline" in str(matplotlib.get_backend()).lower():
+        return
     matplotlib.use("Agg")
 
 

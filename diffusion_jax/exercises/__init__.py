@@ -4,6 +4,7 @@ In a notebook::
 
     from diffusion_jax.exercises import check
     check("q_sample", q_sample)   # prints "✔ q_sample: passed (4 cases)" or raises ExerciseFailed
+    check_answer("q_snr", 9.0)    # short answers (a number or letters): "✔ q_snr: correct — ..."
 
 Each lesson registers its exercises in its own module ``lessonNN.py`` in this package;
 every such module is imported here automatically. A lesson module that fails to import
@@ -19,25 +20,35 @@ import re
 import warnings
 
 from diffusion_jax.exercises._core import (
+    AnswerQuestion,
     Exercise,
     ExerciseFailed,
     _IMPORT_ERRORS,
+    answer_names,
     check,
+    check_answer,
     exercise_names,
+    get_answer_question,
     get_exercise,
     import_errors,
     register,
+    register_answer,
 )
 
 __all__ = [
+    "AnswerQuestion",
     "Exercise",
     "ExerciseFailed",
+    "answer_names",
     "check",
+    "check_answer",
     "exercise_names",
+    "get_answer_question",
     "get_exercise",
     "import_errors",
     "lesson_modules",
     "register",
+    "register_answer",
 ]
 
 _LESSON_MODULE = re.compile(r"lesson\d+$")

@@ -216,3 +216,203 @@ def check(name: str, fn) -> bool:
     n = len(ref_cases)
     print(f"{PASS} {name}: passed ({n} case{'s' if n != 1 else ''})")
     return Passed()
+
+
+# ----------------------------------------------------------------------------------------
+# answer questions: a number or letter(s) instead of a function
+#
+# ``register_answer`` / ``check_answer`` grade short answers (interview questions, quick
+# numeric checks) with the same one-line ✔/✘ output as ``check``. They live in their own
+# registry, so ``exercise_names`` and ``check`` are unchanged. In a notebook the answer is
+# returned by a small function, so the build tool can strip it like any solution:
+#
+#     def q_snr():
+#         ### BEGIN SOLUTION
+#         # HINT: SNR = alpha_bar / (1 - alpha_bar)
+#         return 0.9 / 0.1
+#         ### END SOLUTION
+#
+#     check_answer("q_snr", q_snr)     # ✔ q_snr: correct — <explanation>
+#
+# A wrong answer gets the hint (and the lesson that teaches it), never the answer.
+
+ANSWER_KINDS = ("numeric", "choice", "multi")
+_ANSWERS: dict[str, AnswerQuestion] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerQuestion:
+    name: str
+    lesson: str
+    answer: Any  # a float, a letter, a frozenset of letters, or a callable returning one
+    kind: str
+    hint: str
+    teaches: str | None = None  # the lesson that teaches it ("06"), shown as "→ lesson 06"
+    explanation: str = ""
+    choices: str = "abcd"
+    rtol: float = 1e-3
+    atol: float = 0.0
+
+    def expected(self):
+        """The reference answer, normalised (computed now if it was given as a callable)."""
+        value = self.answer() if callable(self.answer) else self.answer
+        return _normalise_reference(self, value)
+
+
+def _letters(value, *, where: str) -> list[str]:
+    """``"b"``, ``" B "``, ``"a, c"``, ``"AC"``, ``["a", "c"]`` -> sorted lower-case letters."""
+    if isinstance(value, str):
+        items = [ch for ch in value.lower() if not (ch.isspace() or ch in ",;/+&")]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = []
+        for v in value:
+            if not isinstance(v, str):
+                raise TypeError(f"{where}: letters must be strings, got {type(v).__name__}")
+            items += _letters(v, where=where)
+    else:
+        raise TypeError(f"{where}: expected letter(s) as a string such as 'b' or 'a, c', "
+                        f"got {type(value).__name__}")
+    return sorted(set(items))
+
+
+def _normalise_reference(q: AnswerQuestion, value):
+    where = f"answer question {q.name!r}"
+    if q.kind == "numeric":
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: a numeric answer must be a number, got {value!r}") from None
+        if arr.ndim > 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{where}: a numeric answer must be a finite number (or a short "
+                             f"1-D list of them), got {value!r}")
+        return arr
+    letters = _letters(value, where=where)
+    bad = [ch for ch in letters if ch not in q.choices]
+    if bad or not letters:
+        raise ValueError(f"{where}: answer letters must be among {', '.join(q.choices)}, got {value!r}")
+    if q.kind == "choice" and len(letters) != 1:
+        raise ValueError(f"{where}: a 'choice' answer is exactly one letter, got {value!r}; "
+                         f"use kind='multi' for several")
+    return letters
+
+
+def register_answer(name: str, *, lesson, answer, kind: str, hint: str, teaches=None,
+                    explanation: str = "", choices: str = "abcd", rtol: float = 1e-3,
+                    atol: float = 0.0) -> AnswerQuestion:
+    """Register a short-answer question; the learner answers with :func:`check_answer`.
+
+    ``kind``: ``"numeric"`` (a number, or a short list of numbers, compared with
+    ``np.isclose(rtol, atol)``), ``"choice"`` (one letter of ``choices``) or ``"multi"``
+    (a set of letters, all required, order and case ignored). ``answer`` may be a
+    callable that computes the reference with the library when the question is checked
+    (preferred for numbers). ``hint`` is shown on a wrong answer, so it must not give
+    the answer away; ``teaches`` names the lesson that teaches the topic; the
+    ``explanation`` is shown only after a correct answer.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"answer question name must be an identifier-like string, got {name!r}")
+    if kind not in ANSWER_KINDS:
+        raise ValueError(f"answer question {name!r}: kind must be one of {ANSWER_KINDS}, got {kind!r}")
+    if not isinstance(choices, str) or not choices or len(set(choices)) != len(choices) \
+            or not all(ch.isalpha() and ch.islower() for ch in choices):
+        raise ValueError(f"answer question {name!r}: choices must be distinct lower-case letters "
+                         f"such as 'abcd', got {choices!r}")
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError(f"answer question {name!r}: rtol and atol must be >= 0, got {rtol}, {atol}")
+    if kind == "numeric" and rtol == 0 and atol == 0:
+        raise ValueError(f"answer question {name!r}: a numeric answer needs rtol > 0 or atol > 0")
+    if not isinstance(hint, str) or not hint.strip():
+        raise ValueError(f"answer question {name!r}: a hint is required (shown on a wrong answer)")
+    if name in _REGISTRY:
+        raise ValueError(f"{name!r} is already an exercise (lesson {_REGISTRY[name].lesson}); "
+                         f"pick another name for the answer question")
+    lesson = str(lesson).zfill(2)
+    teaches = None if teaches is None else str(teaches).zfill(2)
+    old = _ANSWERS.get(name)
+    if old is not None and old.lesson != lesson:
+        raise ValueError(f"answer question {name!r} is already registered by lesson {old.lesson}; "
+                         f"lesson {lesson} must pick another name")
+    if not callable(answer):
+        if isinstance(answer, (set, frozenset, list, tuple)) and kind in ("choice", "multi"):
+            answer = frozenset(_letters(answer, where=name))
+        q = AnswerQuestion(name, lesson, answer, kind, hint, teaches, str(explanation), choices,
+                           float(rtol), float(atol))
+        q.expected()  # validate a fixed answer now, not when a learner hits it
+    else:
+        q = AnswerQuestion(name, lesson, answer, kind, hint, teaches, str(explanation), choices,
+                           float(rtol), float(atol))
+    _ANSWERS[name] = q
+    return q
+
+
+def answer_names(lesson: str | int | None = None) -> list[str]:
+    """Sorted names of registered answer questions, optionally only one lesson's."""
+    if lesson is None:
+        return sorted(_ANSWERS)
+    lesson = str(lesson).zfill(2)
+    return sorted(n for n, q in _ANSWERS.items() if q.lesson == lesson)
+
+
+def get_answer_question(name: str) -> AnswerQuestion:
+    try:
+        return _ANSWERS[name]
+    except KeyError:
+        known = ", ".join(sorted(_ANSWERS)) or "(none)"
+        raise ValueError(f"unknown answer question {name!r}; registered: {known}") from None
+
+
+def _hint_text(q: AnswerQuestion) -> str:
+    return q.hint + (f" (→ lesson {q.teaches})" if q.teaches else "")
+
+
+def check_answer(name: str, value) -> bool:
+    """Grade a short answer: print one line, truthy on success, :class:`ExerciseFailed` if not.
+
+    ``value`` is the answer itself or a function of no arguments that returns it (a
+    function that raises ``NotImplementedError`` counts as "not implemented yet").
+    Letters are normalised: ``" b "``, ``"B"`` and ``"b"`` are the same answer; for
+    ``multi``, ``"a, c"``, ``"CA"`` and ``["a", "c"]`` are too.
+    """
+    q = get_answer_question(name)
+    if callable(value):
+        try:
+            value = value()
+        except NotImplementedError:
+            _fail(name, f"not implemented yet — {_hint_text(q)}")
+        except ExerciseFailed:
+            raise
+        except Exception as err:
+            _fail(name, f"crashed: {type(err).__name__}: {_short(err)}")
+    try:
+        expected = q.expected()
+    except Exception as err:  # a bug in the question, not the learner's fault
+        raise RuntimeError(f"reference answer of {name!r} failed: {err}") from err
+    if q.kind == "numeric":
+        if isinstance(value, (str, bytes)) or value is None:
+            _fail(name, f"expected a number, got {type(value).__name__}")
+        try:
+            got = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            _fail(name, f"expected a number, got {type(value).__name__}")
+        if got.shape != expected.shape:
+            want = "one number" if expected.ndim == 0 else f"{expected.size} numbers"
+            _fail(name, f"expected {want}, got shape {got.shape}")
+        if not np.all(np.isclose(got, expected, rtol=q.rtol, atol=q.atol)):
+            shown = _short(np.array2string(got, precision=6) if got.ndim else f"{float(got):.6g}", 60)
+            _fail(name, f"{shown} is not right — hint: {_hint_text(q)}")
+    else:
+        try:
+            got = _letters(value, where=name)
+        except TypeError:
+            _fail(name, "expected letter(s) such as 'b'" + (" or 'a, c'" if q.kind == "multi" else "")
+                  + f", got {type(value).__name__}")
+        bad = [ch for ch in got if ch not in q.choices]
+        if bad or not got:
+            _fail(name, f"answer with letter(s) among {', '.join(q.choices)}, got {_short(repr(value), 40)}")
+        if q.kind == "choice" and len(got) != 1:
+            _fail(name, f"pick exactly one letter, got {', '.join(got)}")
+        if got != expected:
+            what = "that set of letters" if q.kind == "multi" else f"'{got[0]}'"
+            _fail(name, f"{what} is not right — hint: {_hint_text(q)}")
+    print(f"{PASS} {name}: correct" + (f" — {q.explanation}" if q.explanation else ""))
+    return Passed()
