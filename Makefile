@@ -9,7 +9,7 @@ PEER   := .venv-peer
 PEER_PKGS := torch==2.13.0 diffusers==0.42.1 numpy
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help setup system-data demo toy test test-fast peer lessons lab solutions bench clean
+.PHONY: help setup system-data demo toy test test-fast peer lessons lab solutions bench bench-peer clean test-browser book
 
 help:
 	@echo "make demo       set up, then the main job: MNIST digits by class (outputs/demo/)"
@@ -18,7 +18,10 @@ help:
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make lab        build the learner notebooks and open JupyterLab on them"
 	@echo "make solutions  build the solution notebooks into build/solutions/"
-	@echo "make bench      run the benchmarks in bench/ (JSON in outputs/bench/)"
+	@echo "make test-browser  run lessons 01 and 06 in JupyterLab + headless Chromium (outputs/browser/)"
+	@echo "make book       the executed solution notebooks as an HTML book (build/book/_build/html/)"
+	@echo "make bench      run the benchmarks in bench/ (JSON in outputs/bench/; BENCH_ARGS=--quick)"
+	@echo "make bench-peer build .venv-peer (PyTorch + diffusers) for the benchmarks' peer columns"
 	@echo "make peer       build .venv-peer with PyTorch + diffusers for parity checks"
 	@echo "make clean      remove outputs and caches (keeps the virtualenvs)"
 
@@ -71,8 +74,37 @@ solutions: setup
 	$(BIN)/python tools/build_lessons.py --solutions-only
 
 # Benchmarks print ratios measured in one run and write JSON to outputs/bench/.
-bench: setup
-	$(BIN)/python bench/sampling.py
+# Every script interleaves its variants and prints min/median; `make bench BENCH_ARGS=--quick`
+# is a smoke run. The PyTorch/diffusers columns need .venv-peer (built by bench-peer; a failed
+# build only skips those columns).
+BENCH_ARGS ?=
+bench: setup bench-peer
+	$(BIN)/python bench/train_throughput.py $(BENCH_ARGS)
+	$(BIN)/python bench/sampling.py $(BENCH_ARGS)
+	$(BIN)/python bench/efficiency.py $(BENCH_ARGS)
+	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
+	$(BIN)/python bench/quality_vs_steps.py $(BENCH_ARGS)
+
+# PyTorch + diffusers for the benchmarks' peer columns, in their own environment.
+bench-peer: $(PEER)/.installed
+
+# Lessons in a real browser: JupyterLab driven by Debian's Chromium through Playwright
+# (never `playwright install`, which downloads a browser). BROWSER_ARGS="--lessons 01" etc.
+test-browser: setup
+	@if [ ! -x /usr/bin/chromium ] || [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null) \
+	    || echo "WARNING: could not apt-get install chromium fonts-noto-color-emoji"; \
+	  fi; \
+	fi
+	@$(BIN)/python -c "import playwright, jupyterlab" 2>/dev/null || $(BIN)/pip install -q -e '.[browser]'
+	$(BIN)/python tools/browser_test.py $(BROWSER_ARGS)
+
+# The executed solution notebooks (fast mode; BOOK_FULL=1 for full runs) as a static HTML
+# book with jupyter-book 1.x; any Sphinx warning fails the build.
+book: setup
+	@$(BIN)/python -c "import jupyter_book" 2>/dev/null || $(BIN)/pip install -q -e '.[book]'
+	$(BIN)/python tools/build_book.py
 
 clean:
 	rm -rf outputs .pytest_cache

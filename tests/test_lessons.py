@@ -359,6 +359,20 @@ def test_no_solution_leaks_into_learner(lesson):
     assert outside  # the learner notebook is not empty
 
 
+@lesson_params
+def test_learner_exercise_cells_let_run_all_continue(lesson):
+    # JupyterLab's Run All stops at the first failing cell unless it is tagged raises-exception;
+    # an unsolved exercise must not hide the rest of the lesson.
+    _need_notebook_tools()
+    solution, learner, _ = _built(lesson)
+    exercise = [c for c in learner.cells if c.cell_type == "code" and "exercise" in c.metadata.get("tags", [])]
+    assert exercise, f"{lesson.name} has no exercise cells"
+    untagged = [c.source.splitlines()[0] for c in exercise if "raises-exception" not in c.metadata["tags"]]
+    assert not untagged, f"{lesson.name}: exercise cells without raises-exception: {untagged}"
+    assert not any("raises-exception" in c.metadata.get("tags", []) for c in solution.cells), \
+        "solution notebooks must stay strict: an error there is a bug"
+
+
 def _check_names(nb) -> set[str]:
     names = set()
     for cell in nb.cells:

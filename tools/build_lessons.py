@@ -132,6 +132,10 @@ def learner_notebook(nb, where: str = "lesson"):
     removed: list[str] = []
     missing = 0
     for n, cell in enumerate(learner.cells):
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "code" and "exercise" in tags and "raises-exception" not in tags:
+            # An unsolved exercise raises; JupyterLab's Run All only goes on past a cell so tagged.
+            cell.metadata["tags"] = [*tags, "raises-exception"]
         if cell.cell_type != "code" or (BEGIN not in cell.source and END not in cell.source):
             continue  # markdown may mention the markers; only code cells hold solutions
         res = strip_solutions(cell.source, where=f"{where}, cell {n}")
