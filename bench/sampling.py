@@ -2,25 +2,29 @@
 
 For DDIM-50 (eta = 1, so the per-step noise path is exercised too) this times
   * ``scan``: ``samplers.ddim_sample``, the whole step loop in one ``lax.scan`` program;
-  * ``loop``: the same update as 50 Python-level calls of one jitted step function,
+  * ``loop``: the same update as 50 Python-level calls of one jitted step function;
+  * ``diffusers`` (pixel U-Net only): diffusers' ``DDIMScheduler`` loop around a
+    ``UNet2DModel`` with a parameter count within 10% of ours, under PyTorch in the
+    ``.venv-peer`` subprocess (skipped with a message when that environment is missing),
 on three denoisers of very different cost: the exact 2-D toy (dispatch-bound), a latent
-DiT on 7x7x4 latents and the MNIST pixel U-Net (compute-bound). Both paths draw the same
-per-row noise, so the bench first checks that they return the same samples. It prints
-min and median over repeats (compile time reported separately) and the loop/scan ratio
-measured in this run, and writes outputs/bench/sampling.json.
+DiT on 7x7x4 latents and the MNIST pixel U-Net (compute-bound). Both of our paths draw
+the same per-row noise, so the bench first checks that they return the same samples.
+The variants of a row are timed interleaved (scan, loop, diffusers, scan, ...); it prints
+min and median (first call with compilation reported separately) and the ratios measured
+in this run, and writes outputs/bench/sampling.json.
 
-Run: ``python bench/sampling.py [--repeats 5]`` or ``make bench``.
+Run: ``python bench/sampling.py [--repeats 5] [--quick] [--no-peer]`` or ``make bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import pathlib
-import platform
-import statistics
+import os
+import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +32,7 @@ from flax import nnx
 
 from diffusion_jax import samplers, schedules, toy
 from diffusion_jax.models import DiT, UNet
+from diffusion_jax.models.common import param_count
 from diffusion_jax.models.dit import DIT_PRESETS
 from diffusion_jax.models.unet import PRESETS as UNET_PRESETS
 from diffusion_jax.timesteps import ddim_timesteps
@@ -67,58 +72,93 @@ def _first(fn):
     return out, time.perf_counter() - t0
 
 
-def _time(fn, repeats):
-    runs = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(jax.random.key(r + 1)))
-        runs.append(time.perf_counter() - t0)
-    return min(runs), statistics.median(runs)
-
-
 def cases():
     sched = schedules.linear()
     mix = toy.default_mixture()
-    rngs = lambda: nnx.Rngs(params=jax.random.key(0, impl="rbg"))  # noqa: E731
+    rngs = lambda: nnx.Rngs(params=jax.random.key(0, impl="rbg"))
     dit = DiT(DIT_PRESETS["latent-mnist"], rngs=rngs())
     unet = UNet(UNET_PRESETS["mnist"], rngs=rngs())
     dit_fn = model_denoiser(*nnx.split(dit, nnx.Param, ...))
     unet_fn = model_denoiser(*nnx.split(unet, nnx.Param, ...))
+    # The last field: the U-Net (and its config) the diffusers column is matched to.
     return [
-        ("exact 2-D toy, B=16", mix.denoiser(sched), sched, (16, 2), None),
-        ("exact 2-D toy, B=1024", mix.denoiser(sched), sched, (1024, 2), None),
-        ("latent DiT 7x7x4, B=64", dit_fn, sched, (64, 7, 7, 4), jnp.zeros((64,), jnp.int32)),
-        ("pixel U-Net 28x28x1, B=64", unet_fn, sched, (64, 28, 28, 1), jnp.zeros((64,), jnp.int32)),
+        ("exact 2-D toy, B=16", mix.denoiser(sched), sched, (16, 2), None, None),
+        ("exact 2-D toy, B=1024", mix.denoiser(sched), sched, (1024, 2), None, None),
+        ("latent DiT 7x7x4, B=64", dit_fn, sched, (64, 7, 7, 4), jnp.zeros((64,), jnp.int32), None),
+        ("pixel U-Net 28x28x1, B=64", unet_fn, sched, (64, 28, 28, 1), jnp.zeros((64,), jnp.int32),
+         (unet, UNET_PRESETS["mnist"])),
     ]
+
+
+def peer_column(peer, name, unet_and_cfg, shape):
+    """Build the matched diffusers model in the peer and return ``(run, info)``."""
+    unet, cfg = unet_and_cfg
+    ours = param_count(unet)
+    built = peer.call("build", name=name, target_params=ours, channels=list(cfg.channels),
+                      attention_levels=list(cfg.attention_levels), in_channels=cfg.in_channels,
+                      image=list(shape[1:3]), num_classes=cfg.num_classes)
+    rel = built["params"] / ours - 1
+    if abs(rel) > 0.10:
+        raise AssertionError(f"diffusers model has {built['params']:,} params vs our {ours:,} ({rel:+.1%})")
+    init = peer.call("sample_init", name=name, n=shape[0], steps=STEPS, eta=ETA)
+    counter = iter(range(1, 10**6))
+    info = {"params_ours": ours, "params_diffusers": built["params"], "params_rel_diff": rel,
+            "block_out_channels": built["block_out_channels"], "first_call_s": init["first_s"]}
+    return (lambda: peer.call("sample", name=name, seed=next(counter))["seconds"]), info
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs after the first (default 5)")
-    parser.add_argument("--out", default="outputs/bench/sampling.json")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed runs after the first (default 5)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats")
+    parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch/diffusers column")
+    parser.add_argument("--out", default=None, help="JSON path (default outputs/bench/sampling.json)")
     args = parser.parse_args(argv)
-    rows = []
-    print(f"DDIM-{STEPS} (eta={ETA:g}) on {jax.devices()[0].platform}, {len(jax.devices())} device(s)")
-    print(f"{'denoiser':28s} {'path':5s} {'first call s':>12s} {'min s':>8s} {'median s':>9s}")
-    for name, fn, sched, shape, cond in cases():
-        paths = {"scan": scan, "loop": python_loop}
-        (a, first_scan), (b, first_loop) = (_first(lambda k, r=r: r(k, fn, sched, shape, cond)) for r in paths.values())
-        max_diff = float(jnp.max(jnp.abs(a - b)))
-        if max_diff > 1e-3:
-            raise AssertionError(f"{name}: scan and loop disagree by {max_diff}")
-        row = {"denoiser": name, "max_abs_diff_scan_vs_loop": max_diff}
-        for (path, run), first in zip(paths.items(), (first_scan, first_loop)):
-            best, med = _time(lambda k, run=run: run(k, fn, sched, shape, cond), args.repeats)
-            row[path] = {"first_call_s": first, "min_s": best, "median_s": med}
-            print(f"{name:28s} {path:5s} {first:12.3f} {best:8.4f} {med:9.4f}")
-        row["loop_over_scan_median"] = row["loop"]["median_s"] / row["scan"]["median_s"]
-        print(f"{'':28s} loop / scan (median): {row['loop_over_scan_median']:.2f}x")
-        rows.append(row)
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": f"{platform.machine()} {platform.processor()}",
-                               "devices": [str(d) for d in jax.devices()], "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    if args.quick:
+        args.repeats = 2
+    print(f"DDIM-{STEPS} (eta={ETA:g}) on {jax.devices()[0].platform}, {len(jax.devices())} device(s), "
+          f"{args.repeats} interleaved repeats")
+    peer = C.open_peer(not args.no_peer)
+    rows, table = [], []
+    try:
+        for name, fn, sched, shape, cond, matched in cases():
+            paths = {"scan": scan, "loop": python_loop}
+            args_ = (fn, sched, shape, cond)
+            firsts = {p: _first(lambda k, r=r, a=args_: r(k, *a)) for p, r in paths.items()}
+            (a, _), (b, _) = firsts["scan"], firsts["loop"]
+            max_diff = float(jnp.max(jnp.abs(a - b)))
+            if max_diff > 1e-3:
+                raise AssertionError(f"{name}: scan and loop disagree by {max_diff}")
+            row = {"denoiser": name, "max_abs_diff_scan_vs_loop": max_diff}
+            counter = iter(range(1, 10**6))
+
+            def timed_path(r, a=args_, counter=counter):
+                def run():
+                    jax.block_until_ready(r(jax.random.key(next(counter)), *a))
+                return run
+
+            variants = {p: timed_path(r) for p, r in paths.items()}
+            first = {p: t for p, (_, t) in firsts.items()}
+            if matched is not None and peer is not None:
+                variants["diffusers"], row["diffusers_setup"] = peer_column(peer, "sampling-unet", matched, shape)
+                first["diffusers"] = row["diffusers_setup"]["first_call_s"]
+            times = C.interleaved(variants, args.repeats)
+            for path, ts in times.items():
+                row[path] = {"first_call_s": first[path], **C.summarize(ts)}
+                table.append([name, path, first[path], row[path]["min_s"], row[path]["median_s"]])
+            row["loop_over_scan_median"] = row["loop"]["median_s"] / row["scan"]["median_s"]
+            table.append([name, "loop / scan (median)", None, None, row["loop_over_scan_median"]])
+            if "diffusers" in row:
+                row["diffusers_over_scan_median"] = row["diffusers"]["median_s"] / row["scan"]["median_s"]
+                table.append([name, "diffusers / scan (median)", None, None, row["diffusers_over_scan_median"]])
+            rows.append(row)
+    finally:
+        if peer is not None:
+            peer.close()
+    C.print_table(["denoiser", "path", "first call s", "min s", "median s"], table,
+                  title="\nDDIM-50 sampling (ratios > 1: scan is faster; target diffusers / scan >= 1.2)")
+    C.write_json("sampling", rows, args, peer=None if peer is None else peer.info, out=args.out)
+    return rows
 
 
 if __name__ == "__main__":
