@@ -28,7 +28,14 @@ program (its step loop is ``jax.lax.scan``).
 Modules: :mod:`~diffusion_jax.schedules`, :mod:`~diffusion_jax.forward`,
 :mod:`~diffusion_jax.parameterization`, :mod:`~diffusion_jax.losses`,
 :mod:`~diffusion_jax.timesteps`, :mod:`~diffusion_jax.samplers`,
-:mod:`~diffusion_jax.guidance`, :mod:`~diffusion_jax.flow`, :mod:`~diffusion_jax.toy`.
+:mod:`~diffusion_jax.guidance`, :mod:`~diffusion_jax.flow`, :mod:`~diffusion_jax.toy` (the math core);
+:mod:`~diffusion_jax.models`, :mod:`~diffusion_jax.data`, :mod:`~diffusion_jax.train`,
+:mod:`~diffusion_jax.checkpoint`, :mod:`~diffusion_jax.latent`, :mod:`~diffusion_jax.pipeline`
+(models and training); :mod:`~diffusion_jax.metrics`, :mod:`~diffusion_jax.tradeoffs`
+(measuring quality and cost); :mod:`~diffusion_jax.governance`,
+:mod:`~diffusion_jax.provenance` (routing and labelling generated media);
+:mod:`~diffusion_jax.exercises` (the lessons' grader). The heavier modules are not
+imported here, so ``import diffusion_jax`` stays light.
 """
 
 from diffusion_jax import flow, forward, guidance, losses, parameterization, samplers, schedules, timesteps, toy
