@@ -103,6 +103,10 @@ test-browser: setup
 # The executed solution notebooks (fast mode; BOOK_FULL=1 for full runs) as a static HTML
 # book with jupyter-book 1.x; any Sphinx warning fails the build.
 book: setup
+	@if [ ! -f /usr/share/javascript/mathjax/MathJax.js ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjs-mathjax >/dev/null) \
+	  || echo "WARNING: could not apt-get install libjs-mathjax; equations will need MathJax's CDN"; \
+	fi
 	@$(BIN)/python -c "import jupyter_book" 2>/dev/null || $(BIN)/pip install -q -e '.[book]'
 	$(BIN)/python tools/build_book.py
 

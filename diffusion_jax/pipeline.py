@@ -218,12 +218,11 @@ def denoiser_evaluations(sampler: str, num_steps: int, num_timesteps: int = 1000
     two per step except the last, which is a plain Euler step (``2 * num_steps - 1``).
     With CFG each evaluation runs the conditional and unconditional rows in one batch.
     """
+    from diffusion_jax import tradeoffs  # the one place that knows each sampler's stage count
+
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    return {"ddim": int(num_steps), "euler": int(num_steps), "heun": 2 * int(num_steps) - 1,
-            "ddpm": int(num_timesteps)}[sampler]
+    return tradeoffs.denoiser_evaluations(num_timesteps if sampler == "ddpm" else num_steps, sampler=sampler)
 
 
 def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | None = None,

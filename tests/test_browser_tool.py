@@ -234,3 +234,23 @@ def test_warnings_in_and_digest(tmp_path):
 def test_book_args():
     args = bb.parse_args(["--only", "01,2", "--no-html"])
     assert args.only == ["01", "2"] and args.no_html and args.out_dir == REPO / "build" / "book"
+
+
+def test_vendor_mathjax_copies_files_and_points_config_at_them(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    src = tmp_path / "mathjax"
+    for part in bb.MATHJAX_PARTS:
+        target = src / part if part.endswith(".js") else src / part / "x.js"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("// js")
+    out = tmp_path / "book"
+    out.mkdir()
+    (out / "_config.yml").write_text("title: t\nsphinx:\n  config:\n    nb_merge_streams: true\n")
+    assert bb.vendor_mathjax(out, src)
+    assert (out / "_vendor" / "mathjax" / "MathJax.js").is_file()
+    assert (out / "_vendor" / "mathjax" / "jax" / "output" / "CommonHTML" / "x.js").is_file()
+    config = yaml.safe_load((out / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["nb_merge_streams"] is True  # existing settings survive
+    assert config["mathjax_path"].startswith("mathjax/MathJax.js")
+    assert config["html_static_path"] == ["_vendor"]
+    assert not bb.vendor_mathjax(out, tmp_path / "missing")  # no local MathJax: nothing changes

@@ -78,7 +78,7 @@ def test_denoiser_evaluations():
     assert pipeline.denoiser_evaluations("heun", 1) == 1
     with pytest.raises(ValueError, match="unknown sampler"):
         pipeline.denoiser_evaluations("dpm", 4)
-    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
         pipeline.denoiser_evaluations("euler", 0)
 
 

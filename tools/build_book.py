@@ -232,6 +232,42 @@ def kernel_environment(full: bool) -> None:
         os.environ["DIFFUSION_JAX_FAST"] = "1"
 
 
+# Debian's libjs-mathjax (MathJax 2.7): the files the CommonHTML output needs, copied into the
+# book so equations render offline. Sphinx resolves a relative mathjax_path against _static/.
+# They live in _vendor/ (added to html_static_path), not _static/: jupyter-book puts a script
+# tag on the page for every .js file under the book's own _static/.
+MATHJAX_SRC = Path("/usr/share/javascript/mathjax")
+MATHJAX_PARTS = ("MathJax.js", "config/TeX-AMS_CHTML.js", "extensions", "jax/input/TeX", "jax/output/CommonHTML",
+                 "jax/element", "fonts/HTML-CSS/TeX/woff")
+
+
+def vendor_mathjax(out: Path, src: Path = MATHJAX_SRC) -> bool:
+    """Copy a local MathJax into ``out/_vendor/mathjax`` and point the book's config at it."""
+    import yaml
+
+    if not (src / "MathJax.js").is_file():
+        return False
+    dest = out / "_vendor" / "mathjax"
+    for part in MATHJAX_PARTS:
+        (dest / part).parent.mkdir(parents=True, exist_ok=True)
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dest / part, dirs_exist_ok=True)
+        elif (src / part).is_file():
+            shutil.copyfile(src / part, dest / part)
+    config_path = out / "_config.yml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx["mathjax_path"] = "mathjax/MathJax.js?config=TeX-AMS_CHTML"
+    # Sphinx marks the page body tex2jax_ignore and each equation "math"; MathJax 2 must be told.
+    sphinx["mathjax2_config"] = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
+                                             "processClass": "math|tex2jax_process", "processEscapes": True}}
+    paths = sphinx.setdefault("html_static_path", [])
+    if "_vendor" not in paths:
+        paths.append("_vendor")
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return True
+
+
 def build_book(args, log=print) -> Path:
     mode = "full" if args.full else "fast"
     out = args.out_dir
@@ -263,6 +299,11 @@ def build_book(args, log=print) -> Path:
 
     for name in ("_config.yml",):
         shutil.copyfile(BOOK_SRC / name, out / name)
+    if vendor_mathjax(out):
+        log(f"equations: MathJax from {MATHJAX_SRC} (served with the book, no CDN)")
+    else:
+        log(f"equations: {MATHJAX_SRC} not found (apt-get install libjs-mathjax); the book loads MathJax "
+            "from its CDN, so offline readers see TeX source")
     for extra in BOOK_SRC.iterdir():  # images or pages added to book/ later
         if extra.name not in ("_config.yml", "intro.md") and extra.is_file():
             shutil.copyfile(extra, out / extra.name)
