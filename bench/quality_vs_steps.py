@@ -14,7 +14,7 @@ short samplers. So the bench also measures the real-vs-real FID floor at the sam
 FID ≤ 1.3 (the DDIM paper's CIFAR-10 ratio is 4.67 / 3.17 ≈ 1.47).
 
     python bench/quality_vs_steps.py            # N = 250 per row, ~8 min on 2 cores
-    python bench/quality_vs_steps.py --quick    # N = 32, DDPM skipped: a smoke run
+    python bench/quality_vs_steps.py --quick    # N = 32, DDPM skipped, a 30-step model: a smoke run
 """
 
 from __future__ import annotations
@@ -52,9 +52,12 @@ def main(argv=None):
 
     from diffusion_jax import data, metrics, pipeline, tradeoffs
 
-    preset = pipeline.get_preset("mnist-unet")
+    # --quick is a smoke run of the code path: a 30-step model and classifier (trained in
+    # about a minute on a fresh machine), whose numbers mean nothing.
+    preset = pipeline.get_preset("mnist-unet", **({"steps": 30} if args.quick else {}))
     state = pipeline.train(preset)  # trains once (~10 min on 2 cores), then loads from the cache
-    classifier = metrics.train_classifier(jax.random.fold_in(jax.random.key(0), 2), "mnist", steps=600)
+    classifier = metrics.train_classifier(jax.random.fold_in(jax.random.key(0), 2), "mnist",
+                                          steps=30 if args.quick else 600)
     train, test = data.load_dataset("mnist", "train"), data.load_dataset("mnist", "test")
     real_feats, _ = metrics.features_and_logits(classifier, test.images)  # (M, D) FID reference
     n = args.num_samples
@@ -72,7 +75,8 @@ def main(argv=None):
     if not args.no_ddpm:
         rows += tradeoffs.quality_vs_steps(key, state, preset, classifier, real_feats, steps=(1000,),
                                            samplers=("ddpm",), **common)
-    rows += _flow_rows(key, args.steps, n, classifier, real_feats)
+    if not args.quick:
+        rows += _flow_rows(key, args.steps, n, classifier, real_feats)
     total = time.perf_counter() - t0
 
     ref = next((r for r in rows if r["sampler"] == "ddpm"), None)
