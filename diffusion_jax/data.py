@@ -144,6 +144,13 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
+def as_float(images) -> np.ndarray:
+    """uint8 images -> float32 in [-1, 1] (:func:`to_float`); float images are taken as
+    already in [-1, 1] and returned as float32."""
+    images = np.asarray(images)
+    return to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
+
+
 def to_uint8(x) -> np.ndarray:
     """Inverse of :func:`to_float`. Samples overshoot [-1, 1], so clip after rounding."""
     x = (np.asarray(x, dtype=np.float32) + 1.0) * 127.5

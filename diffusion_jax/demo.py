@@ -142,11 +142,7 @@ def _figures(out, cfg, preset, images, labels, result):
     num_classes = pipeline.null_label(preset)
     grid = np.concatenate([images[labels == k][: cfg.grid_columns] for k in range(num_classes)])
     fig, ax = plt.subplots(figsize=(cfg.grid_columns * 0.6 + 0.6, num_classes * 0.6 + 0.5))
-    viz.show_images(grid, cfg.grid_columns, ax)
-    ax.axis("on")
-    ax.set_xticks([])
-    h = grid.shape[1] + 1
-    ax.set_yticks([1 + h * k + h // 2 for k in range(num_classes)], [str(k) for k in range(num_classes)])
+    viz.show_images(grid, cfg.grid_columns, ax, row_labels=range(num_classes), fontsize=10)
     ax.set_ylabel("intended digit")
     ax.set_title(f"{preset.name}: {result['sampler']}\nsynthetic samples", fontsize=8)
     fig.tight_layout()

@@ -29,7 +29,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from diffusion_jax import checkpoint as ckpt
-from diffusion_jax.data import load_dataset, to_float
+from diffusion_jax.data import as_float, load_dataset
 from diffusion_jax.models.vae import (
     VAE,
     VAE_PRESETS,
@@ -119,7 +119,7 @@ def fingerprint(params) -> str:
 def _as_float(images) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype == np.uint8:
-        return to_float(images)
+        return as_float(images)
     if not np.issubdtype(images.dtype, np.floating):
         raise TypeError(f"images must be uint8 or float in [-1, 1], got {images.dtype}")
     if images.size and (images.min() < -1.01 or images.max() > 1.01):

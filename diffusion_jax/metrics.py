@@ -32,7 +32,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from .checkpoint import atomic_savez
-from .data import batches, load_dataset, to_float
+from .data import as_float, batches, load_dataset
 
 DEFAULT_CACHE_DIR = "data/checkpoints/classifiers"
 _FORMAT = 1  # bump when the architecture or the training recipe changes
@@ -68,12 +68,6 @@ class Classifier(nnx.Module):
 
     def __call__(self, x):
         return self.head(self.features(x))  # (B, num_classes)
-
-
-def _as_float(images) -> np.ndarray:
-    """uint8 -> [-1, 1] float32 via :func:`to_float`; floats are taken as already in [-1, 1]."""
-    images = np.asarray(images)
-    return to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
 
 
 def _augment(key, x, rotate=0.2, zoom=0.1, shift=2.0):
@@ -119,7 +113,7 @@ def _fit(key, images, labels, graphdef, params, *, steps, batch_size, learning_r
     for i in bar:
         x, y = next(stream)
         params, opt_state, loss = step(params, opt_state, jax.random.fold_in(aug_key, i),
-                                       jnp.asarray(_as_float(x)), jnp.asarray(y))
+                                       jnp.asarray(as_float(x)), jnp.asarray(y))
         if i % 50 == 0 or i == steps - 1:
             bar.set_postfix(loss=f"{float(loss):.4f}")
     return params
@@ -240,7 +234,7 @@ def features_and_logits(classifier, images, *, batch_size: int = 500):
     graphdef, params = classifier if isinstance(classifier, tuple) else nnx.split(classifier)
     images, feats, logits = np.asarray(images), [], []
     for start in range(0, len(images), batch_size):
-        x = _as_float(images[start:start + batch_size])
+        x = as_float(images[start:start + batch_size])
         pad = batch_size - len(x) if len(images) > batch_size else 0  # one shape, one compile
         f, lg = _apply(graphdef, params, jnp.asarray(np.pad(x, [(0, pad)] + [(0, 0)] * 3)))
         feats.append(np.asarray(f)[:len(x)])
@@ -339,13 +333,13 @@ def nearest_neighbour_distances(samples, train_images, *, batch: int = 256,
     float32 ``|a|^2 + |b|^2 - 2 a.b``; the winner's distance is recomputed exactly in
     float64, so an exact copy gives 0.
     """
-    a, m = _as_float(samples).reshape(len(samples), -1), len(train_images)
+    a, m = as_float(samples).reshape(len(samples), -1), len(train_images)
     if m == 0 or a.shape[1] != int(np.prod(np.shape(train_images)[1:])):
         raise ValueError(f"samples {np.shape(samples)} and train images "
                          f"{np.shape(train_images)}: pixel counts differ or no train images")
     best, index = np.full(len(a), np.inf, np.float32), np.zeros(len(a), np.int64)
     for lo in range(0, m, train_batch):
-        b = _as_float(train_images[lo:lo + train_batch]).reshape(-1, a.shape[1])  # (Mc, D)
+        b = as_float(train_images[lo:lo + train_batch]).reshape(-1, a.shape[1])  # (Mc, D)
         b_sq = np.square(b).sum(1)
         for s in range(0, len(a), batch):
             x = a[s:s + batch]
@@ -359,7 +353,7 @@ def nearest_neighbour_distances(samples, train_images, *, batch: int = 256,
             better = d < best[s:s + batch]
             best[s:s + batch][better] = d[better]
             index[s:s + batch][better] = j[better] + lo
-    nearest = _as_float(np.asarray(train_images)[index]).reshape(len(a), -1)
+    nearest = as_float(np.asarray(train_images)[index]).reshape(len(a), -1)
     return np.sqrt(np.square(a.astype(np.float64) - nearest).sum(1)), index
 
 

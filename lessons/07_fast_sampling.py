@@ -411,11 +411,7 @@ for name in ("ddim_eta0", "ddim_eta1", "sigma_hat"):
         rows_img.append(np.clip(np.asarray(x), -1, 1))
         names.append(f"{name}, {n} steps")
 fig, ax = plt.subplots(figsize=(7, 0.75 * len(rows_img) + 0.6))
-viz.show_images(np.concatenate(rows_img), 10, ax)
-ax.axis("on")
-ax.set_xticks([])
-h = 29
-ax.set_yticks([1 + h * i + h // 2 for i in range(len(names))], names, fontsize=8)
+viz.show_images(np.concatenate(rows_img), 10, ax, row_labels=names)
 ax.set_title("conditional samples, digits 0-9 (synthetic)", fontsize=9)
 plt.tight_layout()
 plt.show()

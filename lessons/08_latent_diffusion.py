@@ -220,12 +220,7 @@ def class_grid(images, labels, class_names, title):
     """One row per class, PER_CLASS samples each."""
     rows = np.concatenate([images[labels == k][:PER_CLASS] for k in range(len(class_names))])
     fig, ax = plt.subplots(figsize=(PER_CLASS * 0.55 + 1.6, len(class_names) * 0.55 + 0.6))
-    viz.show_images(rows, PER_CLASS, ax)
-    ax.axis("on")
-    ax.set_xticks([])
-    h = images.shape[1] + 1
-    ax.set_yticks([1 + h * k + h // 2 for k in range(len(class_names))], class_names, fontsize=8)
-    ax.set_title(title, fontsize=9)
+    viz.show_images(rows, PER_CLASS, ax, title=title, row_labels=class_names)
     plt.tight_layout()
     plt.show()
 

@@ -310,10 +310,7 @@ shown = [eval_budgets[0], eval_budgets[-1]]
 rows_img = [grids[(name, b)] for b in shown for name in runs]
 row_names = [f"{name}, {runs[name][eval_budgets.index(b)][0]} evals" for b in shown for name in runs]
 fig, ax = plt.subplots(figsize=(7, 0.62 * len(rows_img) + 0.6))
-viz.show_images(np.concatenate(rows_img), 10, ax)
-ax.axis("on")
-ax.set_xticks([])
-ax.set_yticks([1 + 29 * k + 14 for k in range(len(rows_img))], row_names, fontsize=8)
+viz.show_images(np.concatenate(rows_img), 10, ax, row_labels=row_names)
 ax.set_title("synthetic samples, CFG s = 3", fontsize=9)
 plt.tight_layout()
 plt.show()

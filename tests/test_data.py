@@ -401,3 +401,31 @@ def test_batches_other_checks():
         batches(jax.random.key(0), images, np.arange(9), 2)
     big = batches(jax.random.key(0), images, np.arange(10), 11, drop_last=False)
     assert len(next(big)[1]) == 10
+
+
+def test_as_float_maps_uint8_to_unit_range_and_passes_floats_through():
+    from diffusion_jax import data
+
+    u8 = np.array([[0, 127, 255]], np.uint8)
+    np.testing.assert_allclose(data.as_float(u8), u8.astype(np.float64) / 127.5 - 1.0, atol=1e-7)
+    x = np.array([[-0.5, 0.25]], np.float64)
+    out = data.as_float(x)
+    assert out.dtype == np.float32 and np.array_equal(out, x.astype(np.float32))
+
+
+def test_show_images_row_labels_sit_at_row_centres():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffusion_jax import viz
+
+    images = np.zeros((6, 5, 4, 1), np.float32)  # 2 rows of 3, each 5 px high
+    fig, ax = plt.subplots()
+    viz.show_images(images, 3, ax, row_labels=["a", "b"])
+    assert list(ax.get_yticks()) == [1 + 3, 1 + 6 + 3]  # pad 1, row pitch h + 1 = 6, centre h // 2 + 1
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    with pytest.raises(ValueError, match="row_labels"):
+        viz.show_images(images, 3, ax, row_labels=["only one"])
+    plt.close(fig)
