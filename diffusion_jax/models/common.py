@@ -15,6 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+#: A list of submodules that NNX traverses as data (``nnx.List`` since flax 0.12; a plain
+#: list before). One alias for every backbone, so parameter paths are the same everywhere.
+ModuleList = getattr(nnx, "List", list)
+
 
 def param_count(model: nnx.Module) -> int:
     """Number of trainable scalars: the sizes of all ``nnx.Param`` leaves, summed."""

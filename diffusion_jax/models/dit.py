@@ -23,11 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .common import attention
+from .common import ModuleList, attention
 from .embeddings import LabelEmbedder, TimestepEmbedder
 
-# flax >= 0.12 needs lists of submodules wrapped so they are traversed as data.
-_List = getattr(nnx, "List", list)
 
 
 # ----------------------------------------------------------------------------- patches
@@ -263,7 +261,7 @@ class DiT(nnx.Module):
         self.y_embedder = (
             None if cfg.num_classes is None else LabelEmbedder(cfg.num_classes, d, rngs=rngs)
         )
-        self.blocks = _List(
+        self.blocks = ModuleList(
             [DiTBlock(d, cfg.num_heads, cfg.mlp_ratio, rngs=rngs) for _ in range(cfg.depth)]
         )
         self.final_layer = FinalLayer(d, p * p * cfg.out_channels, rngs=rngs)

@@ -17,11 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .common import GroupNorm, attention
+from .common import GroupNorm, ModuleList, attention
 from .embeddings import LabelEmbedder, TimestepEmbedder
 
-# flax >= 0.12 needs lists of submodules wrapped so they are traversed as data.
-_List = getattr(nnx, "List", list)
 _zeros = nnx.initializers.zeros_init()
 
 
@@ -194,7 +192,7 @@ class UNet(nnx.Module):
         self.label_embed = (LabelEmbedder(cfg.num_classes, cfg.emb_dim, rngs=rngs)
                             if cfg.num_classes is not None else None)
         self.conv_in = nnx.Conv(cfg.in_channels, ch[0], (3, 3), rngs=rngs)
-        self.down, self.downsample, skip_widths, c = _List(), _List(), [], ch[0]
+        self.down, self.downsample, skip_widths, c = ModuleList(), ModuleList(), [], ch[0]
         for i, width in enumerate(ch):
             for _ in range(cfg.blocks_per_level):
                 self.down.append(_Layer(c, width, i in att, cfg, rngs=rngs))
@@ -204,7 +202,7 @@ class UNet(nnx.Module):
                 self.downsample.append(nnx.Conv(c, c, (3, 3), strides=2, rngs=rngs))
         self.mid = _Layer(c, c, levels - 1 in att, cfg, rngs=rngs)
         self.mid_res = ResBlock(c, c, cfg.emb_dim, cfg.groups, rngs=rngs)
-        self.up, self.upsample = _List(), _List()
+        self.up, self.upsample = ModuleList(), ModuleList()
         for i in reversed(range(levels)):
             for _ in range(cfg.blocks_per_level):
                 self.up.append(_Layer(c + skip_widths.pop(), ch[i], i in att, cfg, rngs=rngs))

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-# flax >= 0.12 needs lists of submodules wrapped so they are traversed as data.
-_List = getattr(nnx, "List", list)
+from .common import GroupNorm, ModuleList
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +57,9 @@ class ResBlock(nnx.Module):
     """GroupNorm -> SiLU -> conv, twice, plus a 1x1 skip when the width changes."""
 
     def __init__(self, c_in: int, c_out: int, groups: int, *, rngs: nnx.Rngs):
-        self.norm1 = nnx.GroupNorm(c_in, num_groups=groups, rngs=rngs)
+        self.norm1 = GroupNorm(c_in, num_groups=groups, rngs=rngs)
         self.conv1 = _conv(c_in, c_out, rngs)
-        self.norm2 = nnx.GroupNorm(c_out, num_groups=groups, rngs=rngs)
+        self.norm2 = GroupNorm(c_out, num_groups=groups, rngs=rngs)
         self.conv2 = _conv(c_out, c_out, rngs)
         self.skip = _conv(c_in, c_out, rngs, kernel=1) if c_in != c_out else None
 
@@ -90,8 +90,8 @@ class Encoder(nnx.Module):
             if i < len(ch) - 1:
                 layers.append(_conv(c, c, rngs, stride=2))  # halves H and W
         layers.append(ResBlock(ch[-1], ch[-1], g, rngs=rngs))
-        self.layers = _List(layers)
-        self.norm_out = nnx.GroupNorm(ch[-1], num_groups=g, rngs=rngs)
+        self.layers = ModuleList(layers)
+        self.norm_out = GroupNorm(ch[-1], num_groups=g, rngs=rngs)
         self.conv_out = _conv(ch[-1], 2 * cfg.latent_channels, rngs)
 
     def __call__(self, x):
@@ -110,8 +110,8 @@ class Decoder(nnx.Module):
             layers.append(ResBlock(ch[min(i + 1, len(ch) - 1)], ch[i], g, rngs=rngs))
             if i > 0:
                 layers.append(Upsample(ch[i], rngs=rngs))
-        self.layers = _List(layers)
-        self.norm_out = nnx.GroupNorm(ch[0], num_groups=g, rngs=rngs)
+        self.layers = ModuleList(layers)
+        self.norm_out = GroupNorm(ch[0], num_groups=g, rngs=rngs)
         self.conv_out = _conv(ch[0], cfg.in_channels, rngs)
 
     def __call__(self, z):
