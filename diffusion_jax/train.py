@@ -50,6 +50,9 @@ OBJECTIVES = ("diffusion", "flow")
 FLOW_TIME_SCALE = 1000.0
 
 
+_LOOP_ONLY = {"fingerprint": False}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 128  # global batch (split over devices); must divide by device count
@@ -63,9 +66,10 @@ class TrainConfig:
     weighting: str | None = None  # None (plain MSE) or "min_snr" (diffusion only)
     objective: str = "diffusion"  # "diffusion" (integer t) or "flow" (rectified flow, t * 1000)
     steps: int = 1000  # total optimizer steps (a resumed run continues up to this)
-    log_every: int = 50  # JSONL log / progress-bar / divergence-check interval
-    checkpoint_every: int = 500  # also at the end; 0 = only at the end
-    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    # How a run is watched and saved, not what it computes: left out of preset fingerprints.
+    log_every: int = dataclasses.field(default=50, metadata=_LOOP_ONLY)  # JSONL log / progress / divergence check
+    checkpoint_every: int = dataclasses.field(default=500, metadata=_LOOP_ONLY)  # also at the end; 0 = only then
+    keep_checkpoints: int = dataclasses.field(default=3, metadata=_LOOP_ONLY)  # newest checkpoints kept on disk
     seed: int = 0  # per-step keys are fold_in(PRNGKey(seed), step)
 
     def __post_init__(self):

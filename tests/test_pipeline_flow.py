@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffusion_jax import flow, pipeline, samplers
+from diffusion_jax import configs, flow, pipeline, samplers
 from diffusion_jax.models import DiTConfig, UNetConfig
 from diffusion_jax.train import FLOW_TIME_SCALE
 
@@ -24,14 +24,32 @@ class FakeState:  # validation happens before the model is ever called
 
 
 # ----------------------------------------------------------------------------- presets
-def test_existing_presets_keep_their_cache_keys():
-    # Checkpoints in data/checkpoints are found by these names; they were computed by the
-    # pipeline before flow presets existed and must never change.
-    expected = {"mnist-unet": "477816ea27a8", "fashion-unet": "53052ff76232",
-                "mnist-dit": "5f5cf933a5bc", "cifar10-unet": "16a60ff9a2f5"}
-    for name, digest in expected.items():
-        assert pipeline.run_dir(pipeline.get_preset(name)).name == f"{name}-{digest}"
-    assert pipeline.run_dir(pipeline.get_preset("mnist-unet", steps=30)).name == "mnist-unet-11d0986b1624"
+def test_fingerprint_ignores_loop_only_fields_and_new_default_options():
+    # Shipped weights and caches are found by fingerprint: how often a run logs or saves,
+    # and options added later at a default that keeps the old behaviour, must not move it.
+    base = pipeline.get_preset("mnist-unet")
+    assert base.fingerprint() == pipeline.get_preset("mnist-unet", log_every=7, checkpoint_every=3,
+                                                     keep_checkpoints=9).fingerprint()
+    assert base.fingerprint() != pipeline.get_preset("mnist-unet", lr=base.train.lr * 2).fingerprint()
+    assert base.fingerprint() != dataclasses.replace(base, schedule="cosine").fingerprint()
+    assert len({p.fingerprint() for p in pipeline.PRESETS.values()}) == len(pipeline.PRESETS)
+
+
+def test_config_digest_drops_defaults_only():
+    @dataclasses.dataclass(frozen=True)
+    class Old:
+        a: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class Old2:  # the same config after a new option with a neutral default was added
+        a: int = 1
+        b: float = 0.0
+
+    Old2.__name__ = "Old"
+    assert configs.digest(Old(a=2)) == configs.digest(Old2(a=2))
+    assert configs.digest(Old(a=2)) != configs.digest(Old2(a=2, b=0.5))
+    assert configs.digest(Old()) != configs.digest(Old(a=2))
+    assert configs.digest({"x": 0.001}) == configs.digest({"x": 1e-3})
 
 
 def test_flow_preset_is_mnist_unet_with_the_flow_objective():
