@@ -70,10 +70,14 @@ class Classifier(nnx.Module):
         return self.head(self.features(x))  # (B, num_classes)
 
 
-def _augment(key, x, rotate=0.2, zoom=0.1, shift=2.0):
-    """Random affine per image (bilinear): rotation +-0.2 rad, zoom +-10%, shift +-2 px."""
+def _augment(key, x, rotate=0.2, zoom=0.1, shift=2.0, flip=False):
+    """Random affine per image (bilinear): rotation +-0.2 rad, zoom +-10%, shift +-2 px;
+    with ``flip`` also a left-right mirror half of the time (photos, not digits)."""
     b, h, w, c = x.shape
-    k1, k2, k3 = jax.random.split(key, 3)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    if flip:
+        mirror = jax.random.bernoulli(k4, 0.5, (b, 1, 1, 1))
+        x = jnp.where(mirror, x[:, :, ::-1], x)
     theta = jax.random.uniform(k1, (b,), minval=-rotate, maxval=rotate)
     scale = 1.0 + jax.random.uniform(k2, (b,), minval=-zoom, maxval=zoom)
     move = jax.random.uniform(k3, (b, 2), minval=-shift, maxval=shift)
@@ -91,7 +95,7 @@ def _augment(key, x, rotate=0.2, zoom=0.1, shift=2.0):
 
 
 def _fit(key, images, labels, graphdef, params, *, steps, batch_size, learning_rate,
-         weight_decay, label_smoothing, augment, progress):
+         weight_decay, label_smoothing, augment, progress, flip=False):
     """AdamW + cosine decay on label-smoothed cross-entropy; returns the trained params."""
     tx = optax.adamw(optax.cosine_decay_schedule(learning_rate, max(steps, 1)),
                      weight_decay=weight_decay)
@@ -99,7 +103,7 @@ def _fit(key, images, labels, graphdef, params, *, steps, batch_size, learning_r
 
     @jax.jit
     def step(params, opt_state, key, x, y):
-        x = _augment(key, x) if augment else x
+        x = _augment(key, x, flip=flip) if augment else x
         targets = optax.smooth_labels(jax.nn.one_hot(y, num_classes), label_smoothing)
         loss_fn = lambda p: optax.softmax_cross_entropy(nnx.merge(graphdef, p)(x),
                                                         targets).mean()
@@ -159,7 +163,7 @@ def load_params(path, template, meta: dict | None = None):
 
 def train_classifier(key, dataset="mnist", *, steps: int = 1500, batch_size: int = 64,
                      learning_rate: float = 2e-3, weight_decay: float = 1e-2,
-                     label_smoothing: float = 0.1, augment: bool = True,
+                     label_smoothing: float = 0.1, augment: bool = True, flip: bool = False,
                      num_classes: int = 10, widths=(32, 64, 128, 128), strides=(2, 2, 2, 1),
                      feature_dim: int = 128, cache_dir=DEFAULT_CACHE_DIR,
                      name: str | None = None, progress: bool = True):
@@ -187,6 +191,8 @@ def train_classifier(key, dataset="mnist", *, steps: int = 1500, batch_size: int
     recipe = dict(steps=int(steps), batch_size=int(batch_size),
                   learning_rate=float(learning_rate), weight_decay=float(weight_decay),
                   label_smoothing=float(label_smoothing), augment=bool(augment))
+    if flip:  # only when set: older cache files (no flip) keep their names
+        recipe["flip"] = True
     arch = dict(num_classes=int(num_classes), widths=tuple(map(int, widths)),
                 strides=tuple(map(int, strides)), feature_dim=int(feature_dim))
     key_bits = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key

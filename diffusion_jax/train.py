@@ -61,6 +61,10 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     grad_clip: float | None = 1.0  # clip the global gradient norm; None or 0 disables
     ema_decay: float = 0.995  # ema = decay * ema + (1 - decay) * params, every step
+    # 0 = off. Otherwise the decay at update t is min(ema_decay, (1 + t) / (ema_warmup + t)),
+    # so the average forgets the random init quickly and early steps are not wasted
+    # (the warm-up of Tarvainen & Valpola 2017 / tf.train.ExponentialMovingAverage's num_updates).
+    ema_warmup: int = 0
     cond_dropout: float = 0.1  # probability a label becomes the null label (for CFG)
     prediction: str = "eps"  # what the model predicts: "eps", "x0" or "v" (diffusion only)
     weighting: str | None = None  # None (plain MSE) or "min_snr" (diffusion only)
@@ -111,6 +115,14 @@ def lr_schedule(config: TrainConfig) -> Callable:
     """lr * min(1, (step + 1) / warmup): the very first update already moves the weights."""
     warmup = max(int(config.warmup_steps), 1)
     return lambda count: config.lr * jnp.minimum(1.0, (count + 1.0) / warmup)
+
+
+def ema_decay_at(config: TrainConfig, step):
+    """The EMA decay used by update ``step`` (0-based): constant, or warmed up."""
+    if not config.ema_warmup:
+        return jnp.asarray(config.ema_decay, jnp.float32)
+    t = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(config.ema_decay, (1.0 + t) / (config.ema_warmup + t))
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -197,7 +209,6 @@ def make_train_step(config: TrainConfig, schedule, null_label=None, *, mesh=None
         raise ValueError("objective='diffusion' needs a noise schedule")
     if config.cond_dropout > 0 and null_label is None:
         raise ValueError("cond_dropout > 0 needs null_label (the label meaning 'no condition')")
-    decay = config.ema_decay
 
     def loss_fn(params, state, key, images, cond):
         # Fresh Variables for the non-param state at this trace level: NNX refuses to mutate
@@ -220,7 +231,8 @@ def make_train_step(config: TrainConfig, schedule, null_label=None, *, mesh=None
             state.params, state, key_loss, images, cond)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+        d = ema_decay_at(config, state.step)
+        ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, params)
         metrics = {"loss": loss, "grad_norm": _global_norm(grads),
                    "lr": jnp.asarray(lr_at(state.step), jnp.float32)}
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
