@@ -116,8 +116,7 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     "small": DiTConfig(patch_size=2, hidden=128, depth=4, num_heads=4),  # 28x28x1, 196 tokens
     "latent-mnist": DiTConfig(patch_size=1, in_channels=4, input_size=7),  # 7x7x4, 49 tokens
     "latent-cifar": DiTConfig(patch_size=2, in_channels=4, input_size=8),  # 8x8x4, 16 tokens
-    # The shipped CIFAR-10 models: 64 tokens of width 192, 6 blocks (trained on a GPU).
-    "latent-cifar-ref": DiTConfig(patch_size=1, hidden=192, depth=6, num_heads=6, in_channels=4, input_size=8),
+    # The shipped CIFAR-10 model: 64 tokens of width 192, 6 blocks (trained on a GPU).
     "latent-cifar-f2-ref": DiTConfig(patch_size=2, hidden=192, depth=6, num_heads=6, in_channels=4,
                                      input_size=16),
 }
