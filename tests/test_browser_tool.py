@@ -217,6 +217,16 @@ def test_solution_source_and_exercise_name():
         bt.solution_cell_source(nb, "nope")
 
 
+def test_ci_runs_the_browser_test_on_an_empty_checkpoint_cache():
+    # with the cache `make test` filled, lesson 06 would load its model instead of training
+    # it under a progress bar, which is what a fresh clone does (and what once fooled run_all)
+    lines = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()]
+    browser = [ln for ln in lines if ln.endswith("make test-browser")]
+    assert len(browser) == 1 and browser[0].startswith('DIFFUSION_JAX_CACHE="$')
+    var = browser[0].split("=", 1)[1].split()[0].strip('"${}')
+    assert any(ln.startswith(f'{var}="$(mktemp -d') for ln in lines[:lines.index(browser[0])])
+
+
 # ----------------------------------------------------------------------------------------
 # build_book: table of contents and landing page
 
