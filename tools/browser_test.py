@@ -144,8 +144,7 @@ def lab_command(python: str, root: Path, port: int, token: str, settings_dir: Pa
            f"--ServerApp.root_dir={root}", f"--LabApp.app_settings_dir={settings_dir}",
            "--ServerApp.open_browser=False",
            # window.jupyterapp: the page's own notebook model and kernel connection, from
-           # which the test reads execute replies and execution counts (as JupyterLab's
-           # Galata test framework does)
+           # which run_all reads execute replies and execution counts
            "--LabApp.expose_app_in_browser=True"]
     if as_root:
         cmd.append("--allow-root")  # JupyterLab refuses to start as root without it
