@@ -9,7 +9,7 @@ PEER   := .venv-peer
 PEER_PKGS := torch==2.13.0 diffusers==0.42.1 numpy
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help setup system-data demo toy test test-fast peer lessons lab solutions bench bench-peer clean test-browser book
+.PHONY: help setup system-data demo toy test test-fast peer lessons lab solutions bench bench-peer clean clean-all test-browser book
 
 help:
 	@echo "make demo       set up, then the main job: MNIST digits by class (outputs/demo/)"
@@ -23,7 +23,10 @@ help:
 	@echo "make bench      run the benchmarks in bench/ (JSON in outputs/bench/; BENCH_ARGS=--quick)"
 	@echo "make bench-peer build .venv-peer (PyTorch + diffusers) for the benchmarks' peer columns"
 	@echo "make peer       build .venv-peer with PyTorch + diffusers for parity checks"
-	@echo "make clean      remove outputs and caches (keeps the virtualenvs)"
+	@echo "make clean      remove outputs/, build/solutions/, build/book/ and test caches"
+	@echo "                (keeps your notebooks in build/learner/, trained models, virtualenvs)"
+	@echo "make clean-all  clean, and the trained-model cache (data/checkpoints/, data/cache/;"
+	@echo "                later runs retrain); never data/pretrained/, build/learner/ or virtualenvs"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -110,5 +113,15 @@ book: setup
 	@$(BIN)/python -c "import jupyter_book" 2>/dev/null || $(BIN)/pip install -q -e '.[book]'
 	$(BIN)/python tools/build_book.py
 
+# `clean` removes what any target regenerates quickly; `clean-all` also the trained-model
+# cache (where DIFFUSION_JAX_CACHE points, if set; in a worktree whose data/checkpoints is a
+# symlink only the link goes). Neither touches data/pretrained/ (shipped weights), the data
+# sets, build/learner/ (notebooks a learner may have edited) or the virtualenvs.
+CACHE_ROOT := $(or $(DIFFUSION_JAX_CACHE),data)
+
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache build/solutions build/book book/_build
+	find . \( -path ./.venv -o -path ./.venv-peer \) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+clean-all: clean
+	rm -rf $(CACHE_ROOT)/checkpoints $(CACHE_ROOT)/cache

@@ -29,6 +29,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from diffusion_jax import checkpoint as ckpt
+from diffusion_jax import paths
 from diffusion_jax.data import as_float, load_dataset
 from diffusion_jax.models.vae import (
     VAE,
@@ -94,8 +95,7 @@ def value_counts(pixel_shape, latent_shape) -> dict:
 
 
 def _root_relative(path) -> Path:
-    root = _REPO_ROOT if (_REPO_ROOT / "pyproject.toml").is_file() else Path.cwd()
-    return root / path  # an absolute path stays as it is
+    return paths.resolve(path)  # data/checkpoints and data/cache honour DIFFUSION_JAX_CACHE
 
 
 def _digest(a) -> str:

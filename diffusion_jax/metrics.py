@@ -31,12 +31,12 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from . import paths
 from .checkpoint import atomic_savez
 from .data import as_float, batches, load_dataset
 
 DEFAULT_CACHE_DIR = "data/checkpoints/classifiers"
 _FORMAT = 1  # bump when the architecture or the training recipe changes
-_REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Classifier(nnx.Module):
@@ -205,10 +205,7 @@ def train_classifier(key, dataset="mnist", *, steps: int = 1500, batch_size: int
     make = lambda: Classifier(images.shape[1:], **arch, rngs=nnx.Rngs(params=init_key))
     path = None
     if cache_dir is not None:
-        cache_dir = Path(cache_dir)
-        if not cache_dir.is_absolute():
-            root = _REPO_ROOT if (_REPO_ROOT / "pyproject.toml").is_file() else Path.cwd()
-            cache_dir = root / cache_dir
+        cache_dir = paths.resolve(cache_dir)  # data/checkpoints honours DIFFUSION_JAX_CACHE
         digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
         path = cache_dir / f"{name}-{digest[:16]}.npz"
         if path.is_file():

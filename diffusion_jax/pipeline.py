@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from diffusion_jax import checkpoint as ckpt
-from diffusion_jax import configs, data, flow, guidance, latent, samplers, schedules
+from diffusion_jax import configs, data, flow, guidance, latent, paths, samplers, schedules
 from diffusion_jax.models import DiT, DiTConfig, UNet, UNetConfig, forward_flops
 from diffusion_jax.models.dit import DIT_PRESETS
 from diffusion_jax.models.unet import PRESETS as UNET_PRESETS
@@ -165,7 +165,7 @@ def null_label(preset: Preset) -> int:
 
 
 def run_dir(preset: Preset, root=None) -> pathlib.Path:
-    root = pathlib.Path(root) if root is not None else REPO_ROOT / "data" / "checkpoints"
+    root = pathlib.Path(root) if root is not None else paths.cache_root() / "checkpoints"
     return root / f"{preset.name}-{preset.fingerprint()}"
 
 

@@ -58,6 +58,7 @@ def test_lab_command_and_env(tmp_path):
     assert cmd[:3] == ["py", "-m", "jupyterlab"]
     assert "--ip=127.0.0.1" in cmd and "--port=8123" in cmd and "--allow-root" in cmd
     assert "--IdentityProvider.token=tok" in cmd and "--no-browser" in cmd
+    assert "--LabApp.expose_app_in_browser=True" in cmd  # run_all reads the page's own notebook model
     assert "--allow-root" not in bt.lab_command("py", tmp_path, 1, "t", tmp_path, as_root=False)
     env = bt.lab_env({"MPLBACKEND": "Agg", "HOME": "/h"}, tmp_path)
     assert env["DIFFUSION_JAX_FAST"] == "1" and env["HOME"] == "/h"
@@ -114,6 +115,8 @@ def test_learner_notebook_problems():
 
 def test_solution_notebook_problems():
     assert bt.solution_problems(_learner(_code(1), _code(2))) == []
+    # JupyterLab never numbers a blank code cell: not a cell that "never ran"
+    assert bt.solution_problems(_learner(_code(1), {**_code(2, source="  \n"), "execution_count": None})) == []
     problems = bt.solution_problems(_learner(_code(1, outputs=[_err("ValueError", "bad")])))
     assert problems == ["cell 0 ('x = 1') raised ValueError: bad"]
 
@@ -133,6 +136,77 @@ def test_visible_error_problems():
     assert "shows an error" in bt.visible_error_problems([{"index": 1, "exercise": False, "errors": ["oops"]}])[0]
 
 
+# ----------------------------------------------------------------------------------------
+# browser_test: when has Run All finished? (from requests, replies and execution counts)
+
+
+def _cells(*counts, blank=()):
+    return [{"index": 2 * i + 1, "id": f"c{i}", "count": c, "blank": i in blank, "head": f"line {i}"}
+            for i, c in enumerate(counts)]
+
+
+def _reqs(*statuses, ids=None):
+    ids = ids if ids is not None else [f"c{i}" for i in range(len(statuses))]
+    return [{"cellId": cid, "status": st} for cid, st in zip(ids, statuses)]
+
+
+def _states(pending):
+    return [(c["id"], c["state"]) for c in pending]
+
+
+def test_run_all_finished_when_every_cell_answered_and_counted():
+    assert bt.run_all_pending(_cells(1, 2, 3), _reqs("ok", "ok", "ok")) == []
+    # an unsolved exercise tagged raises-exception: an error reply, and Run All goes on
+    assert bt.run_all_pending(_cells(1, 2, 3), _reqs("ok", "error", "ok")) == []
+
+
+def test_a_long_cell_is_owed_however_idle_the_kernel_looks():
+    # cell 1 trains a model under a tqdm widget: no reply yet, so Run All is not over,
+    # whatever the kernel's idle/busy state did meanwhile; later cells are queued
+    pending = bt.run_all_pending(_cells(1, None, None), _reqs("ok", None, None))
+    assert _states(pending) == [("c1", "running"), ("c2", "queued")]
+
+
+def test_nothing_sent_yet_is_not_finished():
+    assert _states(bt.run_all_pending(_cells(None, None), [])) == [("c0", "not sent"), ("c1", "not sent")]
+    # JupyterLab sent only the first request: the second cell is owed
+    assert _states(bt.run_all_pending(_cells(1, None), _reqs("ok"))) == [("c1", "not sent")]
+
+
+def test_answered_but_count_not_yet_in_the_model():
+    assert _states(bt.run_all_pending(_cells(1, None), _reqs("ok", "ok"))) == [("c1", "finishing")]
+
+
+def test_aborted_cells_after_an_unmarked_error_end_the_run():
+    # Run All stopped at c1 (no raises-exception tag): the kernel aborts c2 and c3, which
+    # never get a count; the run is over and the saved notebook says which cells never ran
+    assert bt.run_all_pending(_cells(1, 2, None, None), _reqs("ok", "error", "aborted", "aborted")) == []
+
+
+def test_blank_cells_are_not_owed():
+    assert bt.run_all_pending(_cells(1, None, 2, blank={1}), _reqs("ok", "ok", ids=["c0", "c2"])) == []
+
+
+def test_requests_without_cell_ids_follow_cell_order():
+    cells = _cells(1, None, None, blank={1})
+    assert bt.run_all_pending(cells, _reqs("ok", None, ids=[None, None])) == [
+        {**cells[2], "state": "running"}]
+
+
+def test_a_rerun_cell_is_judged_by_its_last_request():
+    pending = bt.run_all_pending(_cells(1, 2), _reqs("ok", "ok", None, ids=["c0", "c1", "c1"]))
+    assert _states(pending) == [("c1", "running")]
+
+
+def test_pending_message_names_the_cells():
+    pending = bt.run_all_pending(_cells(1, None, None), _reqs("ok", None, None))
+    msg = bt.pending_message(pending, 1200)
+    assert msg.startswith("Run All had not finished after 1200 s")
+    assert "cell 3 ('line 1') was still running" in msg and "5 ('line 2') never ran" in msg
+    many = bt.run_all_pending(_cells(*[None] * 12), [])
+    assert "and 4 more never ran" in bt.pending_message(many, 5)
+
+
 def test_solution_source_and_exercise_name():
     nb = {"cells": [{"id": "01-005", "source": ["def f():\n", "    return 1\n", "check('f', f)"]}]}
     src = bt.solution_cell_source(nb, "01-005")
@@ -141,6 +215,16 @@ def test_solution_source_and_exercise_name():
     assert bt.exercise_name('check(\n    "q_sample", q_sample)') == "q_sample"
     with pytest.raises(KeyError):
         bt.solution_cell_source(nb, "nope")
+
+
+def test_ci_runs_the_browser_test_on_an_empty_checkpoint_cache():
+    # with the cache `make test` filled, lesson 06 would load its model instead of training
+    # it under a progress bar, which is what a fresh clone does (and what once fooled run_all)
+    lines = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()]
+    browser = [ln for ln in lines if ln.endswith("make test-browser")]
+    assert len(browser) == 1 and browser[0].startswith('DIFFUSION_JAX_CACHE="$')
+    var = browser[0].split("=", 1)[1].split()[0].strip('"${}')
+    assert any(ln.startswith(f'{var}="$(mktemp -d') for ln in lines[:lines.index(browser[0])])
 
 
 # ----------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_bad_values_name_the_flag(capsys):
 
 
 def test_sample_without_training_says_how(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(pipeline, "REPO_ROOT", tmp_path)  # an empty checkpoint cache
+    monkeypatch.setenv("DIFFUSION_JAX_CACHE", str(tmp_path))  # an empty checkpoint cache
     with pytest.raises(SystemExit) as exc:
         cli.main(["sample", "--preset", "mnist-unet", "--steps", "7"])
     assert exc.value.code == 2

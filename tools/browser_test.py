@@ -4,7 +4,10 @@
 For each lesson chosen (default: 01 and 06) the script builds fresh learner and solution
 notebooks into a scratch folder, starts JupyterLab on 127.0.0.1 (random token, free port,
 fast mode for every kernel), opens each notebook, runs all cells from the Run menu and
-waits until every code cell has an execution count. Then it checks what a learner sees:
+waits until the notebook itself says Run All has finished: every code cell's execute
+request answered by the kernel and its execution count shown (no idle-time guess: a
+kernel reports "idle" between the widget messages of a long cell with a progress bar).
+Then it checks what a learner sees:
 
 * solution notebook: no error output anywhere;
 * learner notebook: errors only in cells tagged ``exercise``; each shows the grader's one
@@ -99,10 +102,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT,
                         help="screenshots, notebooks and the server log (default: outputs/browser/)")
     parser.add_argument("--lessons-dir", type=Path, default=LESSONS_DIR, help="default: lessons/")
-    parser.add_argument("--notebook-timeout", type=float, default=300.0, metavar="S",
-                        help="seconds for one notebook to run all its cells (default: 300)")
-    parser.add_argument("--server-timeout", type=float, default=90.0, metavar="S",
-                        help="seconds for JupyterLab to start and a notebook to open (default: 90)")
+    parser.add_argument("--notebook-timeout", type=float, default=1200.0, metavar="S",
+                        help="seconds for one notebook to run all its cells, including training "
+                             "a model into an empty cache on a busy machine (default: 1200)")
+    parser.add_argument("--server-timeout", type=float, default=180.0, metavar="S",
+                        help="seconds for JupyterLab to start and a notebook to open with an idle "
+                             "kernel (default: 180)")
     parser.add_argument("--chromium", default=CHROMIUM, help=f"browser executable (default: {CHROMIUM})")
     parser.add_argument("--no-screenshots", action="store_true", help="skip the notebook page screenshots")
     parser.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
@@ -137,7 +142,10 @@ def lab_command(python: str, root: Path, port: int, token: str, settings_dir: Pa
     cmd = [python, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={root}", f"--LabApp.app_settings_dir={settings_dir}",
-           "--ServerApp.open_browser=False"]
+           "--ServerApp.open_browser=False",
+           # window.jupyterapp: the page's own notebook model and kernel connection, from
+           # which run_all reads execute replies and execution counts
+           "--LabApp.expose_app_in_browser=True"]
     if as_root:
         cmd.append("--allow-root")  # JupyterLab refuses to start as root without it
     return cmd
@@ -167,17 +175,20 @@ def _is_exercise(cell: dict) -> bool:
     return cell.get("cell_type") == "code" and "exercise" in cell.get("metadata", {}).get("tags", [])
 
 
-def _head(cell: dict) -> str:
+def _source(cell: dict) -> str:
     src = cell.get("source", "")
-    src = "".join(src) if isinstance(src, list) else src
-    lines = src.strip().splitlines()
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _head(cell: dict) -> str:
+    lines = _source(cell).strip().splitlines()
     return lines[0][:60] if lines else ""
 
 
 def unexecuted_cells(nb: dict) -> list[int]:
-    """Indices of code cells without an execution count."""
+    """Indices of code cells without an execution count (blank cells never get one)."""
     return [n for n, c in enumerate(nb["cells"])
-            if c.get("cell_type") == "code" and c.get("execution_count") is None]
+            if c.get("cell_type") == "code" and c.get("execution_count") is None and _source(c).strip()]
 
 
 def solution_problems(nb: dict) -> list[str]:
@@ -247,6 +258,52 @@ def run_all_stopped_hint(nb: dict) -> str:
     return ""
 
 
+def run_all_pending(cells: list[dict], requests: list[dict]) -> list[dict]:
+    """The code cells Run All still owes, judged from the notebook itself; [] when it finished.
+
+    ``cells``: the notebook's code cells in order (``id``, ``count``: execution count or
+    None, ``blank``: no source). ``requests``: the execute requests the page sent since Run
+    All, in order, each with the ``cellId`` JupyterLab attached and the ``status`` of its
+    execute reply (None while unanswered). Every non-blank code cell is owed until its
+    request is answered and, unless the kernel answered "aborted" (it skips the cells queued
+    behind a failing cell that lacks the ``raises-exception`` tag), its execution count is
+    in the model. Each pending cell comes back with ``state``: "running" (the first
+    unanswered request: the kernel runs them in order), "queued", "not sent" or
+    "finishing" (answered, execution count not yet in the model).
+    No clock is involved: a kernel that reports idle between widget messages of a long cell
+    is still owed that cell's reply."""
+    if any(r.get("cellId") is None for r in requests):  # no cell ids: requests follow cell order
+        owed = [c for c in cells if not c["blank"]]
+        by_cell = {c["id"]: r["status"] for c, r in zip(owed, requests)}
+    else:
+        by_cell = {r["cellId"]: r["status"] for r in requests}  # a re-run cell: its last request
+    pending, running_seen = [], False
+    for cell in cells:
+        if cell["blank"]:
+            continue  # JupyterLab sends nothing for an empty cell and clears its count
+        if cell["id"] not in by_cell:
+            pending.append({**cell, "state": "not sent"})
+        elif by_cell[cell["id"]] is None:
+            pending.append({**cell, "state": "queued" if running_seen else "running"})
+            running_seen = True
+        elif by_cell[cell["id"]] != "aborted" and cell["count"] is None:
+            pending.append({**cell, "state": "finishing"})  # answered; the model catches up next
+    return pending
+
+
+def pending_message(pending: list[dict], seconds: float) -> str:
+    """One readable sentence naming the cells Run All had not finished after ``seconds``."""
+    running = [c for c in pending if c["state"] in ("running", "finishing")]
+    rest = [c for c in pending if c["state"] not in ("running", "finishing")]
+    parts = [f"cell {c['index']} ({c['head']!r}) was still running" for c in running]
+    if rest:
+        names = ", ".join(f"{c['index']} ({c['head']!r})" for c in rest[:8])
+        more = f" and {len(rest) - 8} more" if len(rest) > 8 else ""
+        parts.append(f"code cell(s) {names}{more} never ran")
+    return (f"Run All had not finished after {seconds:.0f} s: " + "; ".join(parts)
+            + " (a slow machine? raise --notebook-timeout)")
+
+
 def solution_cell_source(solution_nb: dict, cell_id: str) -> str:
     for cell in solution_nb["cells"]:
         if cell.get("id") == cell_id:
@@ -310,18 +367,6 @@ class JupyterLab:
 
     def lab_url(self, path: str, workspace: str) -> str:
         return f"{self.url}/lab/workspaces/{workspace}/tree/{path}?token={self.token}"
-
-    def kernel_state(self, path: str) -> str | None:
-        """The execution state of the kernel of the session for ``path`` (None: no session)."""
-        try:
-            with urllib.request.urlopen(self.api("sessions"), timeout=10) as r:
-                sessions = json.load(r)
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
-        for session in sessions:
-            if session.get("path") == path and session.get("kernel"):
-                return session["kernel"].get("execution_state")
-        return None
 
     def shutdown_kernels(self) -> None:
         """Shut down every running kernel (each notebook gets a fresh one; saves memory)."""
@@ -389,25 +434,80 @@ _CELLS_JS = """
 """
 
 
+# Run in the page with the notebook's path: find its panel through window.jupyterapp
+# (LabApp.expose_app_in_browser) and, once its kernel is connected and idle, record every
+# execute request the page sends and the status of each execute reply. Returns "ready" or
+# what is still missing.
+_HOOK_JS = """
+(path) => {
+  const app = window.jupyterapp;
+  if (!app) return 'window.jupyterapp is missing (is LabApp.expose_app_in_browser on?)';
+  const panel = [...app.shell.widgets('main')].find(w => w.context && w.context.path === path);
+  if (!panel) return 'no notebook panel for ' + path;
+  const kernel = panel.sessionContext.session?.kernel;
+  if (!kernel) return 'no kernel yet';
+  if (kernel.connectionStatus !== 'connected' || kernel.status !== 'idle')
+    return 'kernel ' + kernel.connectionStatus + '/' + kernel.status;
+  window.__btRuns = window.__btRuns || {};
+  if (!window.__btRuns[path]) {
+    const run = {requests: [], replies: {}};
+    kernel.anyMessage.connect((_, args) => {
+      const msg = args.msg;
+      if (args.direction === 'send' && msg.header.msg_type === 'execute_request')
+        run.requests.push({msgId: msg.header.msg_id, cellId: (msg.metadata || {}).cellId ?? null});
+      else if (args.direction === 'recv' && msg.header.msg_type === 'execute_reply')
+        run.replies[msg.parent_header.msg_id] = msg.content.status;
+    });
+    window.__btRuns[path] = run;
+  }
+  return 'ready';
+}
+"""
+
+# The notebook model's code cells and the recorded requests with their reply status.
+_PROGRESS_JS = """
+(path) => {
+  const app = window.jupyterapp;
+  const panel = [...app.shell.widgets('main')].find(w => w.context && w.context.path === path);
+  const run = (window.__btRuns || {})[path];
+  if (!panel || !run) return null;
+  const model = panel.content.model;
+  const cells = [];
+  for (let i = 0; i < model.cells.length; i++) {
+    const c = model.cells.get(i);
+    if (c.type !== 'code') continue;
+    const src = c.sharedModel.getSource();
+    cells.push({index: i, id: c.id, count: c.executionCount ?? null, blank: !src.trim(),
+                head: (src.trim().split('\\n')[0] || '').slice(0, 60)});
+  }
+  const requests = run.requests.map(r => ({cellId: r.cellId, status: run.replies[r.msgId] ?? null}));
+  return {cells, requests};
+}
+"""
+
+
 def _executed(prompt: str) -> bool:
     return bool(re.fullmatch(r"\[\d+\]:", prompt))
 
 
 class NotebookPage:
-    def __init__(self, page, lab: JupyterLab, rel_path: str, timeout: float):
+    def __init__(self, page, lab: JupyterLab, rel_path: str, timeout: float, open_timeout: float):
         self.page, self.lab, self.rel_path, self.timeout = page, lab, rel_path, timeout
+        self.open_timeout = open_timeout
         self.file = lab.root / rel_path
 
     def open(self) -> None:
+        """Open the notebook and wait until the page's kernel connection is idle; from then
+        on the page records the execute requests it sends and their replies."""
         workspace = "bt-" + secrets.token_hex(4)  # a fresh workspace: no restored layout
-        self.page.goto(self.lab.lab_url(self.rel_path, workspace), timeout=self.timeout * 1000)
-        self.page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=self.timeout * 1000)
-        # the kernel is ready when the server has a session for this notebook with an idle
-        # kernel; a "Select Kernel" dialog (kernel specs not loaded yet) is accepted
-        deadline = time.monotonic() + self.timeout
+        self.page.goto(self.lab.lab_url(self.rel_path, workspace), timeout=self.open_timeout * 1000)
+        self.page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=self.open_timeout * 1000)
+        deadline = time.monotonic() + self.open_timeout
+        state = "not checked"
         while time.monotonic() < deadline:
-            self._dismiss_dialogs()
-            if self.lab.kernel_state(self.rel_path) == "idle":
+            self._dismiss_dialogs()  # e.g. "Select Kernel" before kernel specs load: accept
+            state = self.page.evaluate(_HOOK_JS, self.rel_path)
+            if state == "ready":
                 self.page.wait_for_timeout(500)
                 self._dismiss_dialogs()
                 # fold the file browser away: the notebook gets the whole width
@@ -416,8 +516,8 @@ class NotebookPage:
                     tab.first.click()
                 return
             time.sleep(0.5)
-        raise BrowserTestError(f"{self.rel_path}: no idle kernel within {self.timeout:.0f} s "
-                               f"(server log:\n{self.lab.log_tail()})")
+        raise BrowserTestError(f"{self.rel_path}: not ready to run within {self.open_timeout:.0f} s ({state}; "
+                               f"server log:\n{self.lab.log_tail()})")
 
     def _dismiss_dialogs(self) -> None:
         dialog = self.page.query_selector(".jp-Dialog")
@@ -433,32 +533,34 @@ class NotebookPage:
     def cells(self) -> list[dict]:
         return self.page.evaluate(_CELLS_JS) or []
 
-    def run_all(self) -> list[dict]:
-        """Run > Run All Cells, then wait until every code cell shows an execution count.
+    def run_all(self, progress_every: float = 60.0) -> list[dict]:
+        """Run > Run All Cells, then wait until the notebook says Run All has finished.
 
-        Returns the cells' DOM summary. If the kernel stays idle for 5 s while some cells
-        never ran (Run All stopped at an error) the summary is returned as is; the caller
-        explains why. The kernel's state comes from the server: after a cell fails,
-        JupyterLab clears the "[*]" marks of the cells still queued although they run."""
+        Finished means every non-blank code cell's execute request was answered and each
+        cell that ran has its execution count (:func:`run_all_pending`); a cell the kernel
+        aborted after an unmarked failing cell counts as answered, and the caller explains
+        it from the saved notebook. No idle-time heuristic: a long cell whose kernel reports
+        "idle" between widget messages is still owed its reply. Returns the cells' DOM
+        summary; after ``self.timeout`` seconds, fails naming the cells that never ran."""
         self.menu("Run", "Run All Cells")
         start = time.monotonic()
-        idle_since = None
+        next_note = start + progress_every
         while True:
-            cells = [c for c in self.cells() if c["code"]]
-            prompts = [c["prompt"] for c in cells]
-            if cells and all(_executed(p) for p in prompts):
-                return cells
-            if self.lab.kernel_state(self.rel_path) != "idle" or not any(_executed(p) for p in prompts):
-                idle_since = None
-            elif idle_since is None:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > 5:
-                return cells
-            if time.monotonic() - start > self.timeout:
-                done = sum(_executed(p) for p in prompts)
-                raise BrowserTestError(f"{self.rel_path}: {done} of {len(cells)} code cells ran within "
-                                       f"{self.timeout:.0f} s (raise --notebook-timeout?)")
-            time.sleep(1.0)
+            progress = self.page.evaluate(_PROGRESS_JS, self.rel_path)
+            if progress is None:
+                raise BrowserTestError(f"{self.rel_path}: the notebook panel or its request log disappeared")
+            pending = run_all_pending(progress["cells"], progress["requests"])
+            if not pending:
+                self.page.wait_for_timeout(300)  # let the last outputs paint
+                return [c for c in self.cells() if c["code"]]
+            elapsed = time.monotonic() - start
+            if elapsed > self.timeout:
+                raise BrowserTestError(f"{self.rel_path}: " + pending_message(pending, elapsed))
+            if time.monotonic() >= next_note:  # a sign of life in CI logs during long cells
+                print(f"  ... {elapsed:.0f} s: {len(pending)} code cell(s) to go, cell {pending[0]['index']} "
+                      f"{pending[0]['state']}", flush=True)
+                next_note += progress_every
+            time.sleep(0.5)
 
     def save(self) -> dict:
         """Save from the browser (File > Save Notebook) and read back the saved .ipynb."""
@@ -602,7 +704,7 @@ def check_notebook(browser, lab: JupyterLab, rel_path: str, kind: str, args, rep
     page = context.new_page()
     t0 = time.perf_counter()
     try:
-        nbp = NotebookPage(page, lab, rel_path, args.notebook_timeout)
+        nbp = NotebookPage(page, lab, rel_path, args.notebook_timeout, args.server_timeout)
         nbp.open()
         dom_cells = nbp.run_all()
         seconds = time.perf_counter() - t0
@@ -650,7 +752,7 @@ def check_notebook(browser, lab: JupyterLab, rel_path: str, kind: str, args, rep
         if slider:
             slider_check(nbp, args.out_dir, stem, report, required=slider is True)
     except BrowserTestError as err:
-        report.fail(rel_path, str(err))
+        report.fail(rel_path, str(err).removeprefix(f"{rel_path}: "))
         try:
             page.screenshot(path=str(args.out_dir / f"{stem}-FAILED.png"))
         except Exception:  # noqa: BLE001 - best effort
