@@ -15,14 +15,14 @@ float times ``t`` of shape ``(B,)``.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from diffusion_jax._checks import as_partial, check_batched, check_choice, check_same_shape, expand_to, is_concrete
 from diffusion_jax.losses import per_example_mse
-from diffusion_jax.samplers import Trajectory, _start
+from diffusion_jax.denoisers import Denoiser, denoiser
+from diffusion_jax.grids import flow_grid
+from diffusion_jax.samplers import _start, sample_ddim, sample_heun
 from diffusion_jax.timesteps import logit_normal_pdf, logit_normal_times, shift_times, uniform_times
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
@@ -151,45 +151,16 @@ def _check_grid(times):
     return _check_times(times, "times")
 
 
-def _v(velocity_fn, x, t, cond):
-    return velocity_fn(x, jnp.full((x.shape[0],), t, jnp.float32), cond)
+def velocity_denoiser(velocity_fn, time_scale: float = 1.0) -> Denoiser:
+    """``velocity_fn(x_t, t, cond)`` (float times, 0 = data) as a :class:`Denoiser` for any sampler."""
+    return denoiser(as_partial(velocity_fn, name="velocity_fn"), "velocity", time_scale=time_scale)
 
 
-@functools.partial(jax.jit, static_argnames=("heun", "return_trajectory"))
-def _integrate(velocity_fn, x_T, cond, grid, heun, return_trajectory):
-    def euler(x, t, t_next):
-        v = _v(velocity_fn, x, t, cond)
-        return x + (t_next - t) * v, x0_from_velocity(v, x, t)
-
-    def heun_step(x, t, t_next):
-        # Heun's predictor-corrector: average the slopes at both ends of the step.
-        v = _v(velocity_fn, x, t, cond)
-        x_euler = x + (t_next - t) * v
-        v_next = _v(velocity_fn, x_euler, t_next, cond)
-        return x + (t_next - t) * 0.5 * (v + v_next), x0_from_velocity(v, x, t)
-
-    def step(x, ts):
-        x, x0 = (heun_step if heun else euler)(x, ts[0], ts[1])
-        return x, (x, x0) if return_trajectory else None
-
-    pairs = jnp.stack([grid[:-1], grid[1:]], axis=1)  # (S, 2) of (t, t_next)
-    # Heun's corrector would evaluate v at t = 0, where x0 is exact but an eps- or
-    # x0-derived velocity divides by zero; like EDM, the last step is plain Euler.
-    body = pairs[:-1] if heun else pairs
-    x, ys = jax.lax.scan(step, x_T, body)
-    if heun:
-        x, x0_last = euler(x, pairs[-1, 0], pairs[-1, 1])
-        if return_trajectory:
-            ys = (jnp.concatenate([ys[0], x[None]]), jnp.concatenate([ys[1], x0_last[None]]))
-    if not return_trajectory:
-        return x
-    return x, Trajectory(jnp.concatenate([x_T[None], ys[0]]), ys[1], grid[:-1])
-
-
-def _sample(key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory, heun):
-    x_T = _start(key, shape, x_T)
-    grid = time_grid(num_steps, shift) if times is None else _check_grid(times)
-    return _integrate(as_partial(velocity_fn, name="velocity_fn"), x_T, cond, grid, heun, return_trajectory)
+def _sample(name, key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory):
+    grid = flow_grid(time_grid(num_steps, shift) if times is None else _check_grid(times))
+    d = velocity_fn if isinstance(velocity_fn, Denoiser) else velocity_denoiser(velocity_fn)
+    fn = sample_heun if name == "heun" else sample_ddim
+    return fn(key, d, _start(key, shape, x_T), grid, cond, return_trajectory=return_trajectory)
 
 
 def euler_sample(
@@ -199,13 +170,14 @@ def euler_sample(
 
     ``key`` only draws x_T (the same x_T as the DDPM/DDIM samplers for that key). The
     grid is :func:`time_grid` unless ``times`` (a decreasing ``(S + 1,)`` grid) is given.
+    On the straight path an Euler step x + (t_next - t) v lands exactly where
+    deterministic DDIM does, so this runs :func:`~diffusion_jax.samplers.sample_ddim`.
     """
-    return _sample(key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory, False)
+    return _sample("euler", key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory)
 
 
 def heun_sample(
     key, velocity_fn, shape, cond=None, *, num_steps=25, shift=1.0, times=None, x_T=None, return_trajectory=False
 ):
     """Heun (2nd order) steps from t = 1 to 0: ``2 * num_steps - 1`` evaluations."""
-    return _sample(key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory, True)
-
+    return _sample("heun", key, velocity_fn, shape, cond, num_steps, shift, times, x_T, return_trajectory)
