@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 OUT_DIR = ROOT / "outputs" / "bench"
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 SCHEMA_KEYS = ("bench", "schema", "created_utc", "machine", "args", "results", "provenance")
@@ -86,10 +88,10 @@ def interleaved(variants: dict[str, Callable[[], float | None]], repeats: int) -
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
-    """``(result, seconds)`` of one call (the caller blocks on async results inside ``fn``)."""
-    t0 = time.perf_counter()
-    res = fn()
-    return res, time.perf_counter() - t0
+    """:func:`diffusion_jax.timing.timed` (imported late: XLA_FLAGS must be set before jax loads)."""
+    from diffusion_jax import timing
+
+    return timing.timed(fn)
 
 
 def cpu_model() -> str:

@@ -1,11 +1,11 @@
 """Quality against sampler steps on the demo's MNIST model (issue 7, "quality vs steps").
 
 Question: how much sample quality do fewer denoiser evaluations cost? Rows: DDPM-1000
-(the reference), DDIM η = 0 and η = 1 at 10/20/50/100 steps, and rectified-flow Euler at
-the same evaluation counts when the ``mnist-unet-flow`` preset has a cached checkpoint
-(it is never trained here). Every row samples the same labels from the same key with
-the plain conditional model (s = 1, one prediction per step) and is scored with the
-project's MNIST classifier: domain FID and KID against held-out digits, class accuracy.
+(the reference), DDIM η = 0 and η = 1 and DPM-Solver++(2M) at 10/20/50/100 steps, and
+rectified-flow Euler at the same evaluation counts (the shipped ``mnist-unet-flow``).
+Every row samples the same labels from the same key with the plain conditional model
+(s = 1, one prediction per step) and is scored with the reference MNIST classifier:
+domain FID and KID against held-out digits, class accuracy.
 
 FID is biased upward at small N, which pushes every ratio toward 1 and flatters the
 short samplers. So the bench also measures the real-vs-real FID floor at the same N
@@ -14,7 +14,7 @@ short samplers. So the bench also measures the real-vs-real FID floor at the sam
 FID ≤ 1.3 (the DDIM paper's CIFAR-10 ratio is 4.67 / 3.17 ≈ 1.47).
 
     python bench/quality_vs_steps.py            # N = 250 per row, ~8 min on 2 cores
-    python bench/quality_vs_steps.py --quick    # N = 32, DDPM skipped, a 30-step model: a smoke run
+    python bench/quality_vs_steps.py --quick    # N = 32, steps 10 and 50, DDPM skipped: a smoke run
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import time
 from _common import force_host_devices, print_table, write_json
 
 STEPS = (10, 20, 50, 100)
+#: Rows per step count: deterministic and stochastic DDIM, and DPM-Solver++(2M).
+SAMPLERS = ("ddim", "ddim(eta=1)", "dpmpp_2m")
 
 
 def _parse(argv):
@@ -50,14 +52,12 @@ def main(argv=None):
     import jax
     import numpy as np
 
-    from diffusion_jax import data, metrics, pipeline, tradeoffs
+    from diffusion_jax import data, metrics, pipeline, studies
 
-    # --quick is a smoke run of the code path: a 30-step model and classifier (trained in
-    # about a minute on a fresh machine), whose numbers mean nothing.
-    preset = pipeline.get_preset("mnist-unet", **({"steps": 30} if args.quick else {}))
-    state = pipeline.train(preset)  # trains once (~10 min on 2 cores), then loads from the cache
-    classifier = metrics.train_classifier(jax.random.fold_in(jax.random.key(0), 2), "mnist",
-                                          steps=30 if args.quick else 600)
+    # The shipped reference model and classifier load in seconds (--quick only samples less).
+    preset = pipeline.get_preset("mnist-unet")
+    state = pipeline.train(preset)
+    classifier = metrics.reference("mnist")
     train, test = data.load_dataset("mnist", "train"), data.load_dataset("mnist", "test")
     real_feats, _ = metrics.features_and_logits(classifier, test.images)  # (M, D) FID reference
     n = args.num_samples
@@ -70,13 +70,20 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     common = {"num_samples": n, "guidance_scale": 1.0, "progress": True}
-    rows = tradeoffs.quality_vs_steps(key, state, preset, classifier, real_feats, steps=tuple(args.steps),
-                                      samplers=("ddim_eta0", "ddim_eta1"), **common)
+    rows = studies.quality_vs_steps(key, state, preset, classifier, real_feats, steps=tuple(args.steps),
+                                    samplers=SAMPLERS, **common)
     if not args.no_ddpm:
-        rows += tradeoffs.quality_vs_steps(key, state, preset, classifier, real_feats, steps=(1000,),
-                                           samplers=("ddpm",), **common)
+        rows += studies.quality_vs_steps(key, state, preset, classifier, real_feats, steps=(1000,),
+                                         samplers=("ddpm",), **common)
     if not args.quick:
-        rows += _flow_rows(key, args.steps, n, classifier, real_feats)
+        flow_preset = pipeline.get_preset("mnist-unet-flow")
+        try:
+            flow_state = pipeline.load_trained(flow_preset)
+            for r in studies.quality_vs_steps(key, flow_state, flow_preset, classifier, real_feats,
+                                              steps=tuple(args.steps), samplers=("euler",), **common):
+                rows.append({**r, "sampler": "flow euler"})
+        except FileNotFoundError as err:
+            print(f"rectified-flow rows skipped: {err}")
     total = time.perf_counter() - t0
 
     ref = next((r for r in rows if r["sampler"] == "ddpm"), None)
@@ -90,7 +97,7 @@ def main(argv=None):
                       r["seconds"]])
     print_table(["sampler", "steps", "evals", "FID", "KID", "accuracy", "FID/DDPM", "excess/DDPM", "s"],
                 table, title=f"quality vs steps, N = {n} per row, s = 1 (real-vs-real FID floor {floor:.2f})")
-    ddim50 = next((r for r in rows if r["sampler"] == "ddim_eta0" and r["steps"] == 50), None)
+    ddim50 = next((r for r in rows if r["sampler"] == "ddim" and r["steps"] == 50), None)
     verdict = None
     if ref and ddim50:
         verdict = {"ddim50_over_ddpm1000": ddim50["fid"] / ref["fid"], "target": 1.3,
@@ -102,38 +109,6 @@ def main(argv=None):
     print(f"sampling and scoring: {total:.0f} s")
     write_json("quality_vs_steps", {"rows": rows, "fid_floor_real_vs_real": floor, "verdict": verdict,
                                     "checkpoint": pipeline.run_dir(preset).name}, args)
-
-
-def _flow_rows(key, steps, n, classifier, real_feats):
-    """Rectified-flow Euler rows when a trained ``mnist-unet-flow`` is cached; else none."""
-    import jax
-    import numpy as np
-
-    from diffusion_jax import metrics, pipeline
-
-    if "mnist-unet-flow" not in pipeline.PRESETS:
-        return []
-    preset = pipeline.get_preset("mnist-unet-flow")
-    try:
-        state = pipeline.load_trained(preset)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"rectified-flow rows skipped: no cached mnist-unet-flow checkpoint ({err}); "
-              "lesson 09 or `diffusion-jax train --preset mnist-unet-flow` trains it")
-        return []
-    labels = np.arange(n) % pipeline.null_label(preset)  # (N,) same labels as the diffusion rows
-    rows = []
-    for s in steps:
-        t0 = time.perf_counter()
-        images = pipeline.sample(key, state, preset, labels, sampler="euler", num_steps=s, guidance_scale=1.0)
-        seconds = time.perf_counter() - t0  # includes the one compile per step count
-        feats, logits = metrics.features_and_logits(classifier, images)
-        kid, _ = metrics.kid(feats, real_feats, 50, max(2, min(100, n)), jax.random.key(0))
-        rows.append({"sampler": "flow_euler", "steps": s, "evaluations": s, "num_samples": n,
-                     "fid": metrics.fid(feats, real_feats), "kid": kid,
-                     "accuracy": metrics.class_accuracy(logits, labels), "seconds": seconds,
-                     "compile_seconds": None, "shared_with": None})
-        print(f"flow_euler {s:5d} steps: fid {rows[-1]['fid']:.4g}, accuracy {rows[-1]['accuracy']:.3g}")
-    return rows
 
 
 if __name__ == "__main__":

@@ -21,21 +21,25 @@ symbol / name      meaning
 =================  ==================================================================
 
 Conventions: every random function takes an explicit ``jax.random`` key first; a
-denoiser is any callable ``denoise(x_t, t, cond) -> prediction`` whose meaning is named
-by ``prediction`` (``"eps"``, ``"x0"``, ``"v"``); every sampler is one compiled
-program (its step loop is ``jax.lax.scan``).
+denoiser is a :class:`~diffusion_jax.denoisers.Denoiser`, a network together with what
+it predicts (``"eps"``, ``"x0"``, ``"v"`` or a flow ``"velocity"``); every sampler has
+the signature ``sample_*(key, denoiser, x, grid, cond)`` and is one compiled program
+(its step loop is ``jax.lax.scan``); :data:`diffusion_jax.sampling.SAMPLERS` names them.
 
-Modules: :mod:`~diffusion_jax.schedules`, :mod:`~diffusion_jax.forward`,
-:mod:`~diffusion_jax.parameterization`, :mod:`~diffusion_jax.losses`,
-:mod:`~diffusion_jax.timesteps`, :mod:`~diffusion_jax.samplers`,
-:mod:`~diffusion_jax.guidance`, :mod:`~diffusion_jax.flow`, :mod:`~diffusion_jax.toy` (the math core);
-:mod:`~diffusion_jax.models`, :mod:`~diffusion_jax.data`, :mod:`~diffusion_jax.train`,
-:mod:`~diffusion_jax.checkpoint`, :mod:`~diffusion_jax.latent`, :mod:`~diffusion_jax.pipeline`
-(models and training); :mod:`~diffusion_jax.metrics`, :mod:`~diffusion_jax.tradeoffs`
-(measuring quality and cost); :mod:`~diffusion_jax.governance`,
-:mod:`~diffusion_jax.provenance` (routing and labelling generated media);
-:mod:`~diffusion_jax.exercises` (the lessons' grader). The heavier modules are not
-imported here, so ``import diffusion_jax`` stays light.
+Layers (data flows down; a module imports only from its own layer or below, and
+``tests/test_layers.py`` checks :data:`LAYERS` against every module's imports)::
+
+    7 shell      cli, demo, toy_demo                       flags at the edge, the main job
+    6 studies    studies, costs, exercises.*               steps vs quality, cost, graders
+    5 pipeline   presets, pipeline                         presets, train-or-load, sampling front end
+    4 metrics    metrics                                   FID/KID/accuracy with the reference classifiers
+    3 training   train, latent, classifier, pretrained     fitting, VAE codec, shipped weights
+    2 models     models.*, data, checkpoint                backbones, loaders, atomic saves
+    1 maths      schedules, timesteps, forward, parameterization, losses, guidance, denoisers,
+                 grids, samplers, dpm_solver, flow, sampling, toy, governance
+    0 leaves     _checks, _version, configs, paths, timing, provenance, viz   usable by anyone
+
+The heavier modules are not imported here, so ``import diffusion_jax`` stays light.
 """
 
 from diffusion_jax import flow, forward, guidance, losses, parameterization, samplers, schedules, timesteps, toy
@@ -48,7 +52,7 @@ from diffusion_jax.samplers import ddim_invert, ddim_sample, ddpm_sample, initia
 from diffusion_jax.schedules import Schedule, make_schedule, rescale_zero_terminal_snr
 from diffusion_jax.timesteps import ddim_timesteps
 
-__version__ = "0.1.0"
+from diffusion_jax._version import __version__
 
 __all__ = [
     "Schedule", "make_schedule", "rescale_zero_terminal_snr",
@@ -61,3 +65,16 @@ __all__ = [
     "flow", "forward", "guidance", "losses", "parameterization", "samplers", "schedules",
     "timesteps", "toy",
 ]
+
+#: The layer of every module (see the diagram above); tests/test_layers.py enforces it.
+LAYERS = {
+    **dict.fromkeys(["_checks", "_version", "configs", "paths", "timing", "provenance", "viz"], 0),
+    **dict.fromkeys(["schedules", "timesteps", "forward", "parameterization", "losses", "guidance", "denoisers",
+                     "grids", "samplers", "dpm_solver", "flow", "sampling", "toy", "governance", "__init__"], 1),
+    **dict.fromkeys(["models", "data", "checkpoint"], 2),
+    **dict.fromkeys(["train", "latent", "classifier", "pretrained"], 3),
+    "metrics": 4,
+    **dict.fromkeys(["presets", "pipeline"], 5),
+    **dict.fromkeys(["studies", "costs", "exercises"], 6),
+    **dict.fromkeys(["cli", "demo", "toy_demo", "__main__"], 7),
+}

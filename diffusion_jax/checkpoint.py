@@ -31,6 +31,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+__all__ = ["FORMAT", "CheckpointMismatchError", "atomic_savez", "list_checkpoints", "latest_checkpoint",
+           "save_checkpoint", "read_metadata", "restore_checkpoint"]
+
 FORMAT = 1
 _NAME = re.compile(r"^step_(\d{8,})$")
 

@@ -57,6 +57,7 @@ def _preset_flags(parser):
 
 def build_parser() -> argparse.ArgumentParser:
     from diffusion_jax.demo import DemoConfig
+    from diffusion_jax.sampling import SAMPLERS
     from diffusion_jax.toy_demo import ToyDemoConfig
 
     parser = argparse.ArgumentParser(prog="diffusion-jax", description="Diffusion models in JAX: the course's tools.")
@@ -68,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     _preset_flags(cmd["sample"])
     s = cmd["sample"]
     s.add_argument("--per-class", type=int, default=8, help="samples per class (default: 8)")
-    s.add_argument("--sampler", choices=["ddim", "ddpm", "euler", "heun"], default=None,
-                   help="ddim/ddpm for diffusion presets, euler/heun for flow presets (default: the preset's)")
+    s.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
+                   help="a sampler of diffusion_jax.sampling.SAMPLERS that runs on the preset's path "
+                        "(default: ddim for diffusion presets, euler for flow presets)")
     s.add_argument("--sampler-steps", type=int, default=50,
                    help="DDIM / Euler / Heun steps (default: 50; DDPM uses all T)")
     s.add_argument("--scale", type=float, default=None, help="CFG scale s, 1 = conditional (default: preset's)")
@@ -105,8 +107,9 @@ def _sample(args):
     preset = pipeline.get_preset(args.preset, **({"steps": args.steps} if args.steps else {}))
     state = pipeline.load_trained(preset)
     labels = np.repeat(np.arange(pipeline.null_label(preset)), args.per_class)
+    grid_opts = {"eta": args.eta} if args.eta else {}
     images = pipeline.sample(jax.random.key(args.seed), state, preset, labels, sampler=args.sampler,
-                             num_steps=args.sampler_steps, guidance_scale=args.scale, eta=args.eta)
+                             num_steps=args.sampler_steps, guidance_scale=args.scale, **grid_opts)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     rec = provenance.record(command="sample", preset=preset.name, fingerprint=preset.fingerprint(),
                             dataset=preset.dataset, seed=args.seed, sampler=args.sampler or preset.samplers[0],
@@ -120,18 +123,17 @@ def _sample(args):
 
 
 def _eval(args):
-    import jax
     import numpy as np
 
-    from diffusion_jax import data, metrics
+    from diffusion_jax import metrics
 
     with np.load(args.samples, allow_pickle=False) as f:
         if "images" not in f:
             raise ValueError(f"{args.samples} has no 'images' array (found {sorted(f.files)})")
         images, labels = f["images"], (f["labels"] if "labels" in f else None)
-    classifier = metrics.train_classifier(jax.random.key(2), args.dataset)
-    train_ds, test_ds = data.load_dataset(args.dataset, "train"), data.load_dataset(args.dataset, "test")
-    scores = metrics.evaluate(images, labels, test_ds.images, train_ds.images, classifier)
+    from diffusion_jax.demo import EVAL_KEY
+
+    scores = metrics.score(EVAL_KEY, images, labels, args.dataset)
     print(json.dumps({k: float(v) if isinstance(v, float) else v for k, v in scores.items()}, indent=1))
 
 

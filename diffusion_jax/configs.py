@@ -19,6 +19,8 @@ import hashlib
 import json
 from typing import Any
 
+__all__ = ["essential", "digest"]
+
 _MISSING = dataclasses.MISSING
 
 

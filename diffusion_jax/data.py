@@ -46,6 +46,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+__all__ = ["NAMES", "SPLITS", "ENV_VAR", "DataError", "DataNotFoundError", "Dataset", "load_dataset",
+           "to_float", "as_float", "to_uint8", "batches"]
+
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
 ENV_VAR = "DIFFUSION_JAX_DATA"

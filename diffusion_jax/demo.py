@@ -28,7 +28,11 @@ import numpy as np
 from diffusion_jax import data, metrics, pipeline, provenance, viz
 from diffusion_jax.models import forward_flops, param_count
 
+__all__ = ["FAST_ENV", "EVAL_KEY", "fast_mode", "DemoConfig", "run", "provenance_record"]
+
 FAST_ENV = "DIFFUSION_JAX_FAST"
+#: The key that draws KID subsets and memorisation rows, shared with `diffusion-jax eval`.
+EVAL_KEY = jax.random.key(3)
 
 
 def fast_mode() -> bool:
@@ -44,7 +48,7 @@ class DemoConfig:
     grid_columns: int = 10  # samples per digit shown in samples.png
     sampler_steps: int = 50  # DDIM steps (eta = 0)
     guidance_scale: float = 3.0  # diffusers' s (1 = plain conditional); paper's w = 2
-    classifier_steps: int = 600  # steps for the feature/accuracy classifier (cached)
+    train: bool = True  # False: sample the shipped reference weights instead of training
     seed: int = 0
     out_dir: str = "outputs/demo"
     fast: bool = False  # a minutes-free smoke run: tiny training, few samples
@@ -52,19 +56,20 @@ class DemoConfig:
     def resolved(self) -> DemoConfig:
         if not self.fast:
             return self
-        return dataclasses.replace(self, steps=self.steps or 30, per_class=min(self.per_class, 4),
-                                   grid_columns=min(self.grid_columns, 4), sampler_steps=min(self.sampler_steps, 5),
-                                   classifier_steps=min(self.classifier_steps, 30))
+        return dataclasses.replace(self, steps=self.steps or (30 if self.train else 0), per_class=min(self.per_class, 4),
+                                   grid_columns=min(self.grid_columns, 4), sampler_steps=min(self.sampler_steps, 5))
 
 
 def _validate(cfg: DemoConfig):
-    for name in ("per_class", "grid_columns", "sampler_steps", "classifier_steps"):
+    for name in ("per_class", "grid_columns", "sampler_steps"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.grid_columns > cfg.per_class:
         raise ValueError(f"grid_columns ({cfg.grid_columns}) cannot exceed per_class ({cfg.per_class})")
     if cfg.steps < 0:
         raise ValueError(f"steps must be >= 0 (0 = the preset's), got {cfg.steps}")
+    if cfg.steps and not cfg.train:
+        raise ValueError("steps applies to training; with train=False the shipped weights are sampled")
 
 
 def run(cfg: DemoConfig = DemoConfig()) -> dict:
@@ -78,7 +83,8 @@ def run(cfg: DemoConfig = DemoConfig()) -> dict:
     key = jax.random.key(cfg.seed)
 
     t0 = time.perf_counter()
-    state = pipeline.train(preset)
+    # The main job shows training; train=False samples the shipped reference weights instead.
+    state = pipeline.train(preset, retrain=cfg.train) if cfg.train else pipeline.load_trained(preset, source="shipped")
     train_s = time.perf_counter() - t0
 
     num_classes = pipeline.null_label(preset)
@@ -89,16 +95,14 @@ def run(cfg: DemoConfig = DemoConfig()) -> dict:
     sample_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    classifier = metrics.train_classifier(jax.random.fold_in(key, 2), preset.dataset, steps=cfg.classifier_steps)
     train_ds, test_ds = data.load_dataset(preset.dataset, "train"), data.load_dataset(preset.dataset, "test")
-    # KID subsets smaller than the sets, so its spread over subsets means something.
-    scores = metrics.evaluate(images, labels, test_ds.images, train_ds.images, classifier,
-                              key=jax.random.fold_in(key, 3), kid_subset_size=min(250, len(images)))
-    _, logits = metrics.features_and_logits(classifier, images)
+    # The reference classifier and scoring that `diffusion-jax eval` uses: same file, same numbers.
+    scores = metrics.score(EVAL_KEY, images, labels, preset.dataset)
+    _, logits = metrics.features_and_logits(metrics.reference(preset.dataset), images)
     eval_s = time.perf_counter() - t0
 
     model = state.model()
-    hwc = pipeline.codec(preset).latent_shape if preset.is_latent else pipeline.image_shape(preset)
+    hwc = pipeline.model_input_shape(preset)
     flops = forward_flops(model, jnp.zeros((1,) + hwc), jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.int32))
     per_class_acc = [float(np.mean(np.argmax(logits[labels == k], -1) == k)) for k in range(num_classes)]
     result = {

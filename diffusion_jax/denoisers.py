@@ -37,6 +37,8 @@ import jax.numpy as jnp
 from diffusion_jax._checks import as_partial, check_choice, expand_to
 from diffusion_jax.guidance import guided_denoiser
 
+__all__ = ["PREDICTIONS", "Denoiser", "denoiser", "to_x0_eps"]
+
 #: What a network can predict: the three diffusion targets and the flow velocity.
 PREDICTIONS = ("eps", "x0", "v", "velocity")
 

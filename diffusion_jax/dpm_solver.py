@@ -28,6 +28,8 @@ from diffusion_jax.denoisers import Denoiser
 from diffusion_jax.grids import Grid
 from diffusion_jax.samplers import Trajectory
 
+__all__ = ["sample_dpmpp_2m", "karras_grid"]
+
 
 def _lambda(a, s):
     return jnp.log(a) - jnp.log(s)  # -inf at a = 0, +inf at s = 0

@@ -25,6 +25,10 @@ from diffusion_jax.grids import flow_grid
 from diffusion_jax.samplers import _start, sample_ddim, sample_heun
 from diffusion_jax.timesteps import logit_normal_pdf, logit_normal_times, shift_times, uniform_times
 
+__all__ = ["TIME_SAMPLINGS", "interpolate", "velocity_target", "velocity_from_eps", "velocity_from_x0",
+           "x0_from_velocity", "eps_from_velocity", "eps_model_to_velocity", "sample_times", "time_density",
+           "flow_loss", "time_grid", "diffusers_time_grid", "velocity_denoiser", "euler_sample", "heun_sample"]
+
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 
 

@@ -19,6 +19,9 @@ import jax.numpy as jnp
 from diffusion_jax._checks import check_batched, check_same_shape, check_timesteps, expand_to
 from diffusion_jax.schedules import Schedule
 
+__all__ = ["q_moments", "q_sample", "add_noise", "posterior_variance", "posterior_log_variance_clipped",
+           "posterior_coefficients", "q_posterior"]
+
 
 def _t(schedule: Schedule, t, x):
     return check_timesteps(t, schedule.num_timesteps, batch=x.shape[0])

@@ -25,6 +25,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
+__all__ = ["PREVIEW", "REVIEW", "BLOCK", "DECISIONS", "Asset", "base_decision", "strictest", "route",
+           "route_all", "chapter_assets"]
+
 PREVIEW = "synthetic_labeled_preview"
 REVIEW = "human_review"
 BLOCK = "do_not_publish"

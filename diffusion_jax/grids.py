@@ -31,6 +31,9 @@ from diffusion_jax.forward import posterior_coefficients, posterior_variance
 from diffusion_jax.schedules import Schedule
 from diffusion_jax.timesteps import ddim_timesteps
 
+__all__ = ["PATHS", "Grid", "ancestral_coefficients", "eta_sigmas", "sigma_hat", "timestep_grid", "ddim_grid",
+           "ddpm_grid", "flow_grid"]
+
 PATHS = ("vp", "flow")  # variance-preserving diffusion, rectified flow
 
 

@@ -22,6 +22,9 @@ import numpy as np
 
 from diffusion_jax._checks import as_partial
 
+__all__ = ["drop_decision", "drop_labels", "cfg_combine", "paper_weight", "diffusers_scale",
+           "rescale_guidance", "guided_denoiser"]
+
 
 def drop_decision(uniforms, p: float):
     """The condition-dropout rule: row ``i`` goes unconditional when ``uniforms[i] < p``.

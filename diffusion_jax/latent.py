@@ -39,6 +39,9 @@ from diffusion_jax.models.vae import (
     vae_loss,
 )
 
+__all__ = ["VAETrainConfig", "value_counts", "fingerprint", "vae_skeleton", "train_vae", "LatentCodec",
+           "make_codec", "encode_dataset"]
+
 log = logging.getLogger(__name__)
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _FORMAT = 1  # bump when the training recipe changes, so old caches are not reused
@@ -145,6 +148,12 @@ def _make_step(graphdef, lr: float, kl_weight: float):
     return tx, jax.jit(step, donate_argnums=(0, 1))
 
 
+def vae_skeleton(preset: str | VAEConfig):
+    """``(graphdef, abstract params)`` of a VAE: the shapes to load weights into, no compute."""
+    cfg = VAE_PRESETS[preset] if isinstance(preset, str) else preset
+    return nnx.split(nnx.eval_shape(lambda: VAE(cfg, rngs=nnx.Rngs(0))), nnx.Param)
+
+
 def _init_params(vae_cfg: VAEConfig, seed: int):
     # Eager, with an "rbg" key: compiling threefry for every parameter shape (or the whole
     # init under jit) costs several seconds of CPU; eager ops are compiled once per shape.
@@ -207,7 +216,7 @@ def train_vae(dataset, preset: str | VAEConfig = "mnist", config: VAETrainConfig
     run_hash = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     run_dir = _root_relative(cache_dir) / f"vae-{name}-{run_hash}"
     if ckpt.latest_checkpoint(run_dir) is not None:
-        graphdef, abstract = nnx.split(nnx.eval_shape(lambda: VAE(vae_cfg, rngs=nnx.Rngs(0))), nnx.Param)
+        graphdef, abstract = vae_skeleton(vae_cfg)
         try:
             params = jax.tree.map(jnp.asarray, ckpt.restore_checkpoint(run_dir, abstract))
             log.info("loaded VAE from %s", run_dir)

@@ -24,6 +24,8 @@ from diffusion_jax.parameterization import PREDICTIONS, velocity
 from diffusion_jax.schedules import Schedule
 from diffusion_jax.timesteps import uniform_timesteps
 
+__all__ = ["WEIGHTINGS", "prediction_target", "snr_weight", "per_example_mse", "diffusion_loss"]
+
 WEIGHTINGS = (None, "min_snr")
 
 

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 from diffusion_jax._checks import check_choice, expand_to
 
+__all__ = ["PREDICTIONS", "velocity", "to_x0", "to_eps", "to_v", "convert", "x0_and_eps"]
+
 PREDICTIONS = ("eps", "x0", "v")
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["ENV_VAR", "REPO_ROOT", "cache_root", "resolve"]
+
 ENV_VAR = "DIFFUSION_JAX_CACHE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CACHED = ("checkpoints", "cache")  # the subfolders of data/ that ENV_VAR moves

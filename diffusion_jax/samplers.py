@@ -37,6 +37,9 @@ from diffusion_jax.parameterization import PREDICTIONS, to_eps, x0_and_eps
 from diffusion_jax.schedules import Schedule
 from diffusion_jax.timesteps import ddim_timesteps
 
+__all__ = ["Trajectory", "row_keys", "row_normal", "initial_noise", "sample_ddim", "sample_heun",
+           "as_denoiser", "ddpm_sample", "ddim_sample", "ddim_sigma", "ddim_step", "ddim_invert"]
+
 
 class Trajectory(NamedTuple):
     """What a sampler visited: ``x`` is ``(S + 1, B, ...)`` from x_T to the result, ``x0``

@@ -26,6 +26,9 @@ from diffusion_jax.denoisers import Denoiser
 from diffusion_jax.samplers import initial_noise, sample_ddim, sample_heun
 from diffusion_jax.schedules import Schedule
 
+__all__ = ["SamplerSpec", "SAMPLERS", "check_sampler", "make_grid", "sample", "parse_spec",
+           "denoiser_evaluations", "sequential_calls", "route_budget"]
+
 
 @dataclasses.dataclass(frozen=True)
 class SamplerSpec:

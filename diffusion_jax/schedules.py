@@ -24,6 +24,9 @@ import numpy as np
 
 from diffusion_jax._checks import check_choice, check_timesteps
 
+__all__ = ["Schedule", "from_betas", "linear", "scaled_linear", "cosine", "rescale_zero_terminal_snr",
+           "make_schedule"]
+
 
 @functools.partial(
     jax.tree_util.register_dataclass, data_fields=["betas", "alpha_bars"], meta_fields=["name"]

@@ -20,6 +20,9 @@ import numpy as np
 
 from diffusion_jax._checks import check_choice
 
+__all__ = ["SPACINGS", "uniform_timesteps", "uniform_times", "logit_normal_times", "logit_normal_pdf",
+           "shift_times", "ddim_timesteps"]
+
 SPACINGS = ("leading", "trailing", "linspace")
 
 

@@ -28,6 +28,8 @@ from diffusion_jax._checks import check_choice
 from diffusion_jax.parameterization import PREDICTIONS, to_eps, velocity
 from diffusion_jax.schedules import Schedule
 
+__all__ = ["GaussianMixture", "mixture", "default_mixture"]
+
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["weights", "means", "stds"], meta_fields=[])
 @dataclasses.dataclass(frozen=True)

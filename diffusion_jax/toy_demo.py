@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 
 from diffusion_jax import flow, guidance, provenance, samplers, schedules, toy, viz
 
+__all__ = ["ToyDemoConfig", "sample_statistics", "run", "provenance_record"]
+
 
 @dataclasses.dataclass(frozen=True)
 class ToyDemoConfig:

@@ -42,6 +42,10 @@ from diffusion_jax.guidance import drop_labels
 from diffusion_jax.losses import WEIGHTINGS, diffusion_loss
 from diffusion_jax.parameterization import PREDICTIONS
 
+__all__ = ["OBJECTIVES", "FLOW_TIME_SCALE", "TrainConfig", "TrainingDiverged", "TrainState", "lr_schedule",
+           "ema_decay_at", "make_optimizer", "create_train_state", "make_mesh", "shard_batch", "replicate",
+           "make_train_step", "model_denoiser", "model_velocity", "epoch_batch_fn", "fit"]
+
 OBJECTIVES = ("diffusion", "flow")
 # Flow times are floats in [0, 1], but our backbones embed time with the sinusoidal
 # features designed for integer timesteps 0..999: frequencies from 1 down to 1e-4. At

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["save_figure", "use_headless_backend", "plot_schedules", "plot_density", "plot_points",
+           "plot_paths", "image_grid", "show_images"]
+
 
 def save_figure(fig, path, record=None, **kwargs):
     """Save ``fig`` with a provenance label embedded (see :mod:`diffusion_jax.provenance`).

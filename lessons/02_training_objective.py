@@ -230,7 +230,7 @@ plt.show()
 # useless as a generator but exercises every line.
 
 # %%
-preset = pipeline.get_preset("mnist-unet", steps=30) if FAST else pipeline.get_preset("mnist-unet")
+preset = pipeline.get_preset("mnist-unet")
 state = pipeline.train(preset)
 print(f"preset {preset.name}: {preset.train.steps} steps, batch {preset.train.batch_size}, "
       f"prediction = {preset.train.prediction!r}")

@@ -44,7 +44,6 @@ from diffusion_jax import (
 )
 from diffusion_jax.demo import fast_mode
 from diffusion_jax.exercises import check
-from diffusion_jax.train import model_denoiser
 
 FAST = fast_mode()
 print("fast mode:", FAST)
@@ -257,20 +256,20 @@ plt.show()
 #
 # ## 4. Ancestral sampling with the trained MNIST model
 #
-# Now replace the exact denoiser with the U-Net from lesson 02 (full mode: the cached demo
-# model, v-prediction, class-conditional). We ask for one sample per digit with
-# classifier-free guidance (lesson 06) and look at two things along the trajectory: the
-# noisy state `x_t`, and the model's current clean estimate `x0_hat`. In fast mode the
-# model is the 30-step smoke-test model and we use a 20-step sub-grid (DDIM with
-# `eta = 1`, which adds DDPM-sized noise; lesson 07) instead of all 1,000 steps.
+# Now replace the exact denoiser with the U-Net from lesson 02 (the shipped reference model:
+# v-prediction, class-conditional). `pipeline.denoiser` hands it over as a denoiser that
+# knows what it predicts and applies classifier-free guidance (lesson 06), so the sampler
+# needs no `prediction=` argument. We ask for one sample per digit and look at two things
+# along the trajectory: the noisy state `x_t`, and the model's current clean estimate
+# `x0_hat`. In fast mode we use a 20-step sub-grid (DDIM with `eta = 1`, which adds
+# DDPM-sized noise; lesson 07) instead of all 1,000 steps.
 
 # %%
-preset = pipeline.get_preset("mnist-unet", steps=30) if FAST else pipeline.get_preset("mnist-unet")
+preset = pipeline.get_preset("mnist-unet")
 state = pipeline.train(preset)
 schedule = schedules.make_schedule(preset.schedule)
 digits = jnp.arange(4 if FAST else 10, dtype=jnp.int32)
-denoise = guidance.guided_denoiser(model_denoiser(state.graphdef, state.ema_params, state.rest),
-                                   preset.guidance_scale, pipeline.null_label(preset))
+denoise = pipeline.denoiser(state, preset)  # v-prediction, x0 clipped to [-1, 1], CFG at s = 3
 shape = (len(digits),) + pipeline.image_shape(preset)
 
 
@@ -278,10 +277,8 @@ shape = (len(digits),) + pipeline.image_shape(preset)
 def run_sampler(key):
     if FAST:
         return samplers.ddim_sample(key, denoise, schedule, shape, digits, num_steps=20, eta=1.0,
-                                    prediction=preset.train.prediction, clip_x0=preset.clip_x0,
                                     return_trajectory=True)
-    return samplers.ddpm_sample(key, denoise, schedule, shape, digits, prediction=preset.train.prediction,
-                                clip_x0=preset.clip_x0, return_trajectory=True)
+    return samplers.ddpm_sample(key, denoise, schedule, shape, digits, return_trajectory=True)
 
 
 sampler_name = "DDIM-20, eta = 1" if FAST else "DDPM-1000"

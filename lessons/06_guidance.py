@@ -43,12 +43,10 @@ from diffusion_jax import (
     metrics,
     pipeline,
     schedules,
-    tradeoffs,
     viz,
 )
 from diffusion_jax.demo import fast_mode
 from diffusion_jax.exercises import check
-from diffusion_jax.train import model_denoiser
 
 FAST = fast_mode()
 print("fast mode:", FAST)
@@ -177,10 +175,10 @@ for s in chapter_scales:
           f"after rescale (phi = 1) {float(jnp.std(r)):.3f}")
 
 # %%
-preset = pipeline.get_preset("mnist-unet", steps=30) if FAST else pipeline.get_preset("mnist-unet")
+preset = pipeline.get_preset("mnist-unet")
 state = pipeline.train(preset)
 schedule = schedules.make_schedule(preset.schedule)
-base = model_denoiser(state.graphdef, state.ema_params, state.rest)
+net = pipeline.denoiser(state, preset, guidance_scale=1.0)  # the network, no guidance
 null = pipeline.null_label(preset)
 pick = np.array([np.flatnonzero(test.labels == k)[0] for k in range(10)])  # one test digit per class
 x0_real = jnp.asarray(data.to_float(test.images[pick]))  # (10, 28, 28, 1)
@@ -188,8 +186,8 @@ digits = jnp.arange(10, dtype=jnp.int32)
 t_mid = jnp.full((10,), 500, jnp.int32)
 ab = schedule.alpha_bars[500]
 x_t = jnp.sqrt(ab) * x0_real + jnp.sqrt(1 - ab) * jax.random.normal(jax.random.key(2), x0_real.shape)
-pred_c = base(x_t, t_mid, digits)
-pred_u = base(x_t, t_mid, jnp.full((10,), null, jnp.int32))
+pred_c = net.output(x_t, t_mid, digits)
+pred_u = net.output(x_t, t_mid, jnp.full((10,), null, jnp.int32))
 std = lambda a: jnp.std(a, axis=(1, 2, 3))  # per-sample std, (10,)
 
 scales_r = np.array([0, 1, 2, 3, 5, 8, 12, 16])
@@ -224,13 +222,13 @@ plt.show()
 #
 # Now the real trade-off, measured. For each scale s we draw the same number of samples per
 # digit with the same key (so every scale starts from the same noise, only s changes), and
-# score them with the project's MNIST classifier (`metrics.train_classifier`, the one the
-# demo uses):
+# score them with the project's MNIST classifier (`metrics.reference("mnist")`, the one
+# the demo and `diffusion-jax eval` use):
 #
 # * **fidelity**: class accuracy, the fraction of samples the classifier reads as the digit
 #   we asked for;
 # * **diversity**: the mean pairwise distance between the classifier features of samples of
-#   the same digit (`tradeoffs.within_class_spread`), averaged over digits. Identical
+#   the same digit (`metrics.within_class_spread`), averaged over digits. Identical
 #   samples would score 0.
 #
 # We also compute domain FID against held-out test digits (on few samples its level is
@@ -241,7 +239,7 @@ plt.show()
 scales = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]
 per_class = 2 if FAST else 16
 sweep_steps = 5 if FAST else 25
-classifier = metrics.train_classifier(jax.random.fold_in(jax.random.key(0), 2), "mnist", steps=30 if FAST else 600)
+classifier = metrics.reference("mnist")
 real_feats, _ = metrics.features_and_logits(classifier, test.images)
 sweep_labels = np.tile(np.arange(10), per_class)  # (10 * per_class,) 0..9, 0..9, ...
 sweep_key = jax.random.key(6)
@@ -249,11 +247,11 @@ sweep = {}
 for s in scales:
     imgs = pipeline.sample(sweep_key, state, preset, sweep_labels, guidance_scale=s, num_steps=sweep_steps)
     feats, logits = metrics.features_and_logits(classifier, imgs)
-    spread = tradeoffs.within_class_spread(feats, sweep_labels, num_classes=10)
+    spread = metrics.within_class_spread(feats, sweep_labels, num_classes=10)
     sweep[s] = {"images": imgs, "accuracy": metrics.class_accuracy(logits, sweep_labels),
                     "spread": float(np.nanmean(spread)), "fid": metrics.fid(feats, real_feats),
                     "ink": float(np.mean((imgs + 1) / 2))}
-real_spread = float(np.nanmean(tradeoffs.within_class_spread(real_feats, test.labels, num_classes=10)))
+real_spread = float(np.nanmean(metrics.within_class_spread(real_feats, test.labels, num_classes=10)))
 real_ink = float(np.mean(data.to_float(test.images) + 1) / 2)
 print(f"{len(sweep_labels)} samples per scale, DDIM-{sweep_steps}; real test digits: spread {real_spread:.2f}, "
       f"ink {real_ink:.3f}")

@@ -34,6 +34,7 @@ import numpy as np
 
 from diffusion_jax import (
     data,
+    denoisers,
     forward,
     metrics,
     pipeline,
@@ -41,13 +42,13 @@ from diffusion_jax import (
     schedules,
     timesteps,
     toy,
-    tradeoffs,
+    sampling,
+    studies,
     viz,
 )
 from diffusion_jax.demo import fast_mode
 from diffusion_jax.exercises import check
 from diffusion_jax.toy_demo import sample_statistics
-from diffusion_jax.train import model_denoiser
 
 FAST = fast_mode()
 
@@ -112,7 +113,7 @@ print(f"max |sigma(eta=1)^2 - beta_tilde_t| over t = 1..999: {gap:.1e}")
 #
 # Same 10-step grid, same starting noise, the exact denoiser; only the noise schedule of the
 # sampler changes. Besides η = 0 and 1 we run the larger-variance variant that the DDIM paper
-# calls σ̂ (`tradeoffs.sigma_hat_sample`): DDPM's original noise level β of the respaced
+# calls σ̂ (the `sigma_hat` sampler): DDPM's original noise level β of the respaced
 # chain, 1 − ᾱ/ᾱ', instead of the posterior variance. The true clusters have standard
 # deviation 0.08.
 
@@ -127,7 +128,8 @@ for name, fn in [
                                                                   return_trajectory=True)),
 ]:
     runs[name] = fn(10)
-runs["σ̂ (DDPM's larger variance)"] = (tradeoffs.sigma_hat_sample(k_toy, exact, sched, shape, num_steps=10), None)
+runs["σ̂ (DDPM's larger variance)"] = (sampling.sample("sigma_hat", k_toy, denoisers.denoiser(exact, "eps"), shape,
+                                                       schedule=sched, num_steps=10), None)
 
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.5))
 for ax, (name, (x, traj)) in zip(axes, runs.items()):
@@ -214,20 +216,19 @@ for n in inv_steps:
 # matches the sampler's guided path well, a known weakness of inverting guided samplers.
 
 # %%
-preset = pipeline.get_preset("mnist-unet", steps=30) if FAST else pipeline.get_preset("mnist-unet")
+preset = pipeline.get_preset("mnist-unet")
 state = pipeline.train(preset)
 schedule = schedules.make_schedule(preset.schedule)
-base = model_denoiser(state.graphdef, state.ema_params, state.rest)
+net = pipeline.denoiser(state, preset, guidance_scale=1.0)  # conditional, no guidance
 test = data.load_dataset(preset.dataset, "test")
 pick = np.array([np.flatnonzero(test.labels == k)[0] for k in (0, 3, 5, 8)])
 x_digits = jnp.asarray(data.to_float(test.images[pick]))  # (4, 28, 28, 1)
 y_digits = jnp.asarray(test.labels[pick], jnp.int32)
-kw = {"prediction": preset.train.prediction}
 mnist_steps = [5] if FAST else [10, 20, 50, 100, 250]
 mnist_err, recon, noise_maps = [], {}, {}
 for n in mnist_steps:
-    x_T = samplers.ddim_invert(base, schedule, x_digits, y_digits, num_steps=n, **kw)
-    back = samplers.ddim_sample(jax.random.key(0), base, schedule, x_digits.shape, y_digits, num_steps=n, x_T=x_T, **kw)
+    x_T = samplers.ddim_invert(net, schedule, x_digits, y_digits, num_steps=n)
+    back = samplers.ddim_sample(jax.random.key(0), net, schedule, x_digits.shape, y_digits, num_steps=n, x_T=x_T)
     recon[n], noise_maps[n] = np.asarray(back), np.asarray(x_T)
     mnist_err.append(float(jnp.sqrt(jnp.mean((back - x_digits) ** 2))))
     print(f"MNIST, {n:4d} steps: RMS round-trip error {mnist_err[-1]:.3f} (pixels in [-1, 1]); "
@@ -274,7 +275,7 @@ routes = [
     {"name": "offline_ddim_cfg", "steps": 50, "predictions_per_step": 2},
     {"name": "interactive_distilled", "steps": 6, "predictions_per_step": 1},
 ]
-for row in tradeoffs.route_budget(routes):
+for row in sampling.route_budget(routes):
     print(row)
 
 # %% [markdown]
@@ -288,8 +289,8 @@ configs = [("DDPM, 1000 steps, CFG", 1000, "ddpm", True), ("DDIM, 50 steps, CFG"
            ("distilled, 6 steps, no CFG", 6, "ddim", False)]
 print(f"{'route':32s} {'evaluations':>11s} {'sequential calls (batched CFG)':>31s}")
 for name, steps_, smp, cfg in configs:
-    ev = tradeoffs.denoiser_evaluations(steps_, sampler=smp, predictions_per_step=2 if cfg else 1)
-    calls = tradeoffs.sequential_calls(steps_, sampler=smp, guidance=cfg)
+    ev = sampling.denoiser_evaluations(smp, steps_, predictions_per_step=2 if cfg else 1)
+    calls = sampling.sequential_calls(smp, steps_, guidance=cfg)
     print(f"{name:32s} {ev:11d} {calls:31d}")
 
 # %% [markdown]
@@ -298,12 +299,13 @@ for name, steps_, smp, cfg in configs:
 #
 # ## 6. Measured: steps against quality and time on MNIST
 #
-# `tradeoffs.quality_vs_steps` samples the same labels from the same key with every
-# (sampler, steps) pair and scores each set with the project's MNIST classifier: domain FID
-# and KID against the 500 held-out test digits, and class accuracy. Samplers:
+# `studies.quality_vs_steps` samples the same labels from the same key with every
+# (sampler, steps) pair and scores each set with the project's reference MNIST classifier:
+# domain FID and KID against the 500 held-out test digits, and class accuracy. Samplers, as
+# named in the registry `sampling.SAMPLERS` (options in parentheses):
 #
-# * `ddim_eta0`: deterministic DDIM;
-# * `ddim_eta1`: DDIM with η = 1, which on a sub-grid *is* ancestral DDPM sampling on the
+# * `ddim`: deterministic DDIM (η = 0);
+# * `ddim(eta=1)`: DDIM with η = 1, which on a sub-grid *is* ancestral DDPM sampling on the
 #   respaced chain with the posterior variance;
 # * `sigma_hat`: ancestral sampling with DDPM's larger variance on the respaced chain;
 # * `ddpm`: the library's 1,000-step DDPM, the reference row.
@@ -314,18 +316,18 @@ for name, steps_, smp, cfg in configs:
 # machine; compare rows with each other, not with other machines.)
 
 # %%
-classifier = metrics.train_classifier(jax.random.fold_in(jax.random.key(0), 2), "mnist", steps=30 if FAST else 600)
+classifier = metrics.reference("mnist")  # the shipped classifier every score in the course uses
 real_feats, _ = metrics.features_and_logits(classifier, test.images)  # (500, 128) reference
 n_samples = 10 if FAST else 100
 study_steps = (3,) if FAST else (10, 20, 50, 100)
 study_key = jax.random.key(11)
 common = {"num_samples": n_samples, "guidance_scale": 1.0, "progress": True}
 t0 = time.perf_counter()
-rows = tradeoffs.quality_vs_steps(study_key, state, preset, classifier, real_feats, steps=study_steps,
-                                  samplers=("ddim_eta0", "ddim_eta1", "sigma_hat"), **common)
+rows = studies.quality_vs_steps(study_key, state, preset, classifier, real_feats, steps=study_steps,
+                                samplers=("ddim", "ddim(eta=1)", "sigma_hat"), **common)
 if not FAST:  # 1,000 steps x 100 images is most of this lesson's run time
-    rows += tradeoffs.quality_vs_steps(study_key, state, preset, classifier, real_feats, steps=(1000,),
-                                       samplers=("ddpm",), **common)
+    rows += studies.quality_vs_steps(study_key, state, preset, classifier, real_feats, steps=(1000,),
+                                     samplers=("ddpm",), **common)
 print(f"study: {time.perf_counter() - t0:.0f} s in total")
 
 # %%
@@ -344,7 +346,7 @@ for n in sorted({n_samples, 500}):
     print(f"FID of {n} real training digits against the 500 test digits: {floor[n]:.2f}")
 
 # %%
-styles = {"ddim_eta0": ("C0", "o-", "DDIM η = 0"), "ddim_eta1": ("C1", "s-", "DDIM η = 1 = DDPM (respaced)"),
+styles = {"ddim": ("C0", "o-", "DDIM η = 0"), "ddim(eta=1)": ("C1", "s-", "DDIM η = 1 = DDPM (respaced)"),
           "sigma_hat": ("C3", "^-", "σ̂ (larger variance)"), "ddpm": ("k", "*", "DDPM, all 1000 steps")}
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for name, (color, style, label) in styles.items():
@@ -404,10 +406,11 @@ plt.show()
 digits = jnp.arange(10, dtype=jnp.int32)
 grid_steps = (3,) if FAST else (10, 50)
 rows_img, names = [], []
-for name in ("ddim_eta0", "ddim_eta1", "sigma_hat"):
+for name in ("ddim", "ddim(eta=1)", "sigma_hat"):
     for n in grid_steps:
-        x = tradeoffs.sample(jax.random.key(5), base, schedule, (10, 28, 28, 1), digits, sampler=name, num_steps=n,
-                             prediction=preset.train.prediction, clip_x0=preset.clip_x0)
+        smp, opts = sampling.parse_spec(name)
+        x = sampling.sample(smp, jax.random.key(5), net, (10, 28, 28, 1), digits, schedule=schedule, num_steps=n,
+                            **opts)
         rows_img.append(np.clip(np.asarray(x), -1, 1))
         names.append(f"{name}, {n} steps")
 fig, ax = plt.subplots(figsize=(7, 0.75 * len(rows_img) + 0.6))
@@ -523,12 +526,12 @@ check("inversion_step", inversion_step)
 #
 # * A DDIM step (`samplers.ddim_step`): x̂₀ from ε̂, re-noised to the next grid level along ε̂,
 #   plus σ·z with σ set by η. η = 0 is deterministic; η = 1 on a grid is ancestral DDPM on the
-#   respaced chain; σ̂ (`tradeoffs.sigma_hat_sample`) is DDPM's larger variance.
+#   respaced chain; σ̂ (the `sigma_hat` sampler) is DDPM's larger variance.
 # * Grids (`timesteps.ddim_timesteps`): leading, trailing, linspace differ at the ends.
 # * Deterministic DDIM can be inverted (`samplers.ddim_invert`); its round-trip error shrinks
 #   with the number of steps.
-# * Budgets (`tradeoffs.denoiser_evaluations`, `sequential_calls`, `route_budget`): steps ×
+# * Budgets (`sampling.denoiser_evaluations`, `sequential_calls`, `route_budget`): steps ×
 #   stages × predictions; CFG doubles evaluations, batching keeps the sequential count.
-# * Measured on our MNIST model (`tradeoffs.quality_vs_steps`): time is linear in steps; σ̂
+# * Measured on our MNIST model (`studies.quality_vs_steps`): time is linear in steps; σ̂
 #   collapses at few steps, DDIM η = 0 is flat from 10 steps, and η = 1 held up at 10 to 20
 #   steps on this model. FID at small N is biased and noisy: compare only at equal N.

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from diffusion_jax import data, latent, metrics, pipeline, schedules, viz
+from diffusion_jax import costs, data, latent, metrics, pipeline, schedules, viz
 from diffusion_jax.demo import fast_mode
 from diffusion_jax.exercises import check
 from diffusion_jax.models import dit
@@ -47,7 +47,7 @@ FAST = fast_mode()
 
 def preset_for(name):
     """The lesson's version of a preset: as published, or tiny in fast mode."""
-    return pipeline.get_preset(name, steps=30, vae_steps=10) if FAST else pipeline.get_preset(name)
+    return pipeline.get_preset(name)
 
 
 # Fast mode (a CI smoke run) skips the CIFAR-10 half: its VAE alone costs more than the budget.
@@ -241,12 +241,12 @@ class_grid(mnist_samples, labels, [str(k) for k in range(10)],
 # biased upwards, so compare at equal N).
 
 # %%
-classifier = metrics.train_classifier(jax.random.fold_in(key, 2), "mnist", steps=30 if FAST else 600)
+classifier = metrics.reference("mnist")
 mnist_test, mnist_train = data.load_dataset("mnist", "test"), data.load_dataset("mnist", "train")
 real = mnist_test.images[np.random.default_rng(0).permutation(len(mnist_test.images))[:N_EVAL]]
-scores = metrics.evaluate(mnist_samples, labels, real, mnist_train.images, classifier,
+scores = metrics.evaluate(jax.random.key(0), mnist_samples, labels, real, mnist_train.images, classifier,
                           kid_subset_size=min(250, N_EVAL))
-recon_scores = metrics.evaluate(codecs["MNIST"].decode(codecs["MNIST"].encode(real)), None, real,
+recon_scores = metrics.evaluate(jax.random.key(0), codecs["MNIST"].decode(codecs["MNIST"].encode(real)), None, real,
                                 mnist_train.images, classifier, kid_subset_size=min(250, N_EVAL))
 print(f"latent DiT samples: class accuracy {scores['accuracy']:.1%}, domain FID {scores['fid']:.2f}, "
       f"nearest-train ratio {scores['nn_ratio']:.2f}")
@@ -280,9 +280,9 @@ if "CIFAR-10" in presets:
 # %% [markdown]
 # ## 6. What does one denoiser evaluation cost?
 #
-# `pipeline.forward_cost` measures one forward pass of a preset's network at a fixed batch:
+# `costs.forward_cost` measures one forward pass of a preset's network at a fixed batch:
 # XLA's FLOP count (`models.forward_flops`) and the median wall time of the jitted call.
-# `pipeline.decode_cost` does the same for the VAE decoder, which runs **once per sample**,
+# `costs.decode_cost` does the same for the VAE decoder, which runs **once per sample**,
 # not once per step. The weights do not change the cost, so the untrained pixel models are
 # measured from a fresh initialisation. Each CFG step evaluates two rows per sample
 # (conditional and unconditional), in both spaces alike.
@@ -290,20 +290,20 @@ if "CIFAR-10" in presets:
 # %%
 BATCH = 64
 pixel_unet = pipeline.get_preset("mnist-unet")
-costs = {
-    "MNIST pixel U-Net (mnist-unet)": pipeline.forward_cost(pixel_unet, batch_size=BATCH),
-    "MNIST pixel DiT, p=4 (mnist-dit)": pipeline.forward_cost(pipeline.get_preset("mnist-dit"), batch_size=BATCH),
-    "MNIST latent DiT (mnist-latent-dit)": pipeline.forward_cost(mnist_preset, mnist_state, batch_size=BATCH),
-    "MNIST VAE decoder": pipeline.decode_cost(mnist_preset, batch_size=BATCH),
+measured = {
+    "MNIST pixel U-Net (mnist-unet)": costs.forward_cost(pixel_unet, batch_size=BATCH),
+    "MNIST pixel DiT, p=4 (mnist-dit)": costs.forward_cost(pipeline.get_preset("mnist-dit"), batch_size=BATCH),
+    "MNIST latent DiT (mnist-latent-dit)": costs.forward_cost(mnist_preset, mnist_state, batch_size=BATCH),
+    "MNIST VAE decoder": costs.decode_cost(mnist_preset, batch_size=BATCH),
 }
 if "CIFAR-10" in presets:
-    costs["CIFAR pixel U-Net (cifar10-unet)"] = pipeline.forward_cost(pipeline.get_preset("cifar10-unet"),
+    measured["CIFAR pixel U-Net (cifar10-unet)"] = costs.forward_cost(pipeline.get_preset("cifar10-unet"),
                                                                       batch_size=BATCH)
-    costs["CIFAR latent DiT (cifar10-latent-dit)"] = pipeline.forward_cost(cifar_preset, cifar_state,
+    measured["CIFAR latent DiT (cifar10-latent-dit)"] = costs.forward_cost(cifar_preset, cifar_state,
                                                                            batch_size=BATCH)
-    costs["CIFAR VAE decoder"] = pipeline.decode_cost(cifar_preset, batch_size=BATCH)
+    measured["CIFAR VAE decoder"] = costs.decode_cost(cifar_preset, batch_size=BATCH)
 print(f"{'network':38s} {'input':>12s} {'GFLOP/image':>12s} {'ms/image':>9s}   (batch {BATCH})")
-for name, c in costs.items():
+for name, c in measured.items():
     print(f"{name:38s} {str(c['input_shape']):>12s} {c['gflops_per_image']:12.4f} {c['ms_per_image']:9.3f}")
 
 # %% [markdown]
@@ -313,13 +313,13 @@ for name, c in costs.items():
 # %%
 steps = 50
 per_sample = {
-    "MNIST pixel U-Net": (costs["MNIST pixel U-Net (mnist-unet)"], None),
-    "MNIST latent DiT + decode": (costs["MNIST latent DiT (mnist-latent-dit)"], costs["MNIST VAE decoder"]),
+    "MNIST pixel U-Net": (measured["MNIST pixel U-Net (mnist-unet)"], None),
+    "MNIST latent DiT + decode": (measured["MNIST latent DiT (mnist-latent-dit)"], measured["MNIST VAE decoder"]),
 }
 if "CIFAR-10" in presets:
-    per_sample["CIFAR pixel U-Net"] = (costs["CIFAR pixel U-Net (cifar10-unet)"], None)
-    per_sample["CIFAR latent DiT + decode"] = (costs["CIFAR latent DiT (cifar10-latent-dit)"],
-                                               costs["CIFAR VAE decoder"])
+    per_sample["CIFAR pixel U-Net"] = (measured["CIFAR pixel U-Net (cifar10-unet)"], None)
+    per_sample["CIFAR latent DiT + decode"] = (measured["CIFAR latent DiT (cifar10-latent-dit)"],
+                                               measured["CIFAR VAE decoder"])
 names, gflops, ms = [], [], []
 for name, (den, dec) in per_sample.items():
     g = 2 * steps * den["gflops_per_image"] + (dec["gflops_per_image"] if dec else 0.0)
@@ -462,4 +462,4 @@ check("dit_sequence_shape", dit_sequence_shape)
 # * `pipeline.train` / `pipeline.sample` handle latent presets transparently: cached VAE,
 #   cached scaled latents, DDIM + CFG in latent space, decode at the end.
 # * Cost per sample is (steps × 2 CFG rows × denoiser) + (one decode); measure it
-#   (`pipeline.forward_cost`, `pipeline.decode_cost`) rather than inferring it from value counts.
+#   (`costs.forward_cost`, `costs.decode_cost`) rather than inferring it from value counts.

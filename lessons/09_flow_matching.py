@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from diffusion_jax import data, flow, metrics, pipeline, schedules, timesteps, toy, viz
+from diffusion_jax import data, flow, metrics, pipeline, sampling, schedules, timesteps, toy, viz
 from diffusion_jax.demo import fast_mode
 from diffusion_jax.exercises import check
 from diffusion_jax.toy_demo import sample_statistics
@@ -254,14 +254,14 @@ print("10-step sampling grid, shift 3:", np.round(np.asarray(flow.time_grid(10, 
 # within this project; compare at equal N).
 
 # %%
-flow_preset = pipeline.get_preset("mnist-unet-flow", steps=30) if FAST else pipeline.get_preset("mnist-unet-flow")
-diff_preset = pipeline.get_preset("mnist-unet", steps=30) if FAST else pipeline.get_preset("mnist-unet")
+flow_preset = pipeline.get_preset("mnist-unet-flow")
+diff_preset = pipeline.get_preset("mnist-unet")
 t0 = time.perf_counter()
 flow_state = pipeline.train(flow_preset)
 print(f"{flow_preset.name}: trained or loaded in {time.perf_counter() - t0:.1f} s ({pipeline.run_dir(flow_preset).name})")
 diff_state = pipeline.train(diff_preset)
 
-classifier = metrics.train_classifier(jax.random.fold_in(key, 2), "mnist", steps=30 if FAST else 600)
+classifier = metrics.reference("mnist")
 test, train = data.load_dataset("mnist", "test"), data.load_dataset("mnist", "train")
 per_class = 2 if FAST else 20  # 200 images per setting: 12 settings fit the time budget
 labels = np.repeat(np.arange(10), per_class)  # (N,) 0, 0, ..., 9
@@ -278,8 +278,8 @@ for budget in eval_budgets:
             ("Heun (flow)", flow_state, flow_preset, "heun", (budget + 1) // 2)]
     for name, state, preset, sampler, steps in plan:
         images = pipeline.sample(k_mnist, state, preset, labels, sampler=sampler, num_steps=steps)
-        s = metrics.evaluate(images, labels, real, train.images, classifier, kid_subset_size=min(250, len(labels)))
-        runs[name].append((pipeline.denoiser_evaluations(sampler, steps), s["accuracy"], s["fid"]))
+        s = metrics.evaluate(jax.random.key(0), images, labels, real, train.images, classifier, kid_subset_size=min(250, len(labels)))
+        runs[name].append((sampling.denoiser_evaluations(sampler, steps), s["accuracy"], s["fid"]))
         grids[(name, budget)] = images[::per_class]  # one sample per digit
 print(f"sampled and scored {len(eval_budgets) * 3} settings of {len(labels)} images in {time.perf_counter() - t0:.0f} s")
 
@@ -446,4 +446,4 @@ check("logit_normal_density", logit_normal_density)
 #   `timesteps.logit_normal_pdf`, `timesteps.shift_times`, `flow.time_density`).
 # * `pipeline.get_preset("mnist-unet-flow")` is the demo U-Net trained with flow matching;
 #   `pipeline.sample(..., sampler="euler" | "heun")` samples it with CFG. Compare samplers at
-#   equal **denoiser evaluations** (`pipeline.denoiser_evaluations`), and measure.
+#   equal **denoiser evaluations** (`sampling.denoiser_evaluations`), and measure.

@@ -44,7 +44,6 @@ from diffusion_jax.exercises import check
 
 FAST = fast_mode()
 OUT = pathlib.Path("outputs/lesson10")
-CLF_STEPS = 30 if FAST else 600  # the demo's classifier settings (shared cache)
 REPEATS = 2 if FAST else 5  # random redraws per sample size in section 1
 rng = np.random.default_rng(10)
 
@@ -57,14 +56,15 @@ print(f"fast mode: {FAST}; outputs go to {OUT}/")
 # %% [markdown]
 # ## 0. Samples from the demo job
 #
-# `demo.run` trains (or loads) the model, samples every digit with DDIM and classifier-free
-# guidance, scores the samples and writes `samples.npz`, `samples.png`, `quality.png` and
-# `metrics.json`. We ask for 50 samples per digit in full mode (500 in all, DDIM-25); fast
-# mode uses the demo's own smoke-test sizes (4 per digit, DDIM-5).
+# `demo.run` trains the model (here: takes the shipped reference weights instead,
+# `train=False`), samples every digit with DDIM and classifier-free guidance, scores the
+# samples and writes `samples.npz`, `samples.png`, `quality.png` and `metrics.json`. We ask
+# for 50 samples per digit in full mode (500 in all, DDIM-25); fast mode uses the demo's own
+# smoke-test sizes (4 per digit, DDIM-5).
 
 # %%
 t0 = time.perf_counter()
-cfg = demo.DemoConfig(fast=FAST, per_class=50, sampler_steps=25, out_dir=str(OUT / "demo"))
+cfg = demo.DemoConfig(fast=FAST, train=False, per_class=50, sampler_steps=25, out_dir=str(OUT / "demo"))
 result = demo.run(cfg)
 with np.load(OUT / "demo" / "samples.npz", allow_pickle=False) as f:
     gen, gen_labels = f["images"], f["labels"]  # (N, 28, 28, 1) in [-1, 1], (N,)
@@ -72,8 +72,7 @@ print(f"demo.run: {len(gen)} samples in {time.perf_counter() - t0:.0f} s; its ow
       f"FID {result['fid']:.2f}, KID {result['kid_mean']:.4f}, accuracy {result['accuracy']:.1%}")
 
 train, test = data.load_dataset("mnist", "train"), data.load_dataset("mnist", "test")
-classifier = metrics.train_classifier(jax.random.fold_in(jax.random.key(cfg.seed), 2), "mnist",
-                                      steps=CLF_STEPS, progress=False)
+classifier = metrics.reference("mnist")
 f_train, _ = metrics.features_and_logits(classifier, train.images)  # (4500, 128)
 f_test, _ = metrics.features_and_logits(classifier, test.images)  # (500, 128)
 f_gen, logits_gen = metrics.features_and_logits(classifier, gen)  # (N, 128)
@@ -111,7 +110,7 @@ for n in sizes:
         perm = rng.permutation(len(f_train))
         a, b = f_train[perm[:n]], f_train[perm[n:2 * n]]  # two disjoint sets of real digits
         fids.append(metrics.fid(a, b))
-        kids.append(metrics.kid(a, b, num_subsets=1, subset_size=n)[0])
+        kids.append(metrics.kid(jax.random.key(0), a, b, num_subsets=1, subset_size=n)[0])
     real_fid[n], real_kid[n] = np.array(fids), np.array(kids)
 
 gen_sizes = [n for n in sizes if n <= min(len(gen), len(test.images))]
@@ -557,7 +556,7 @@ check("memorisation_ratio", memorisation_ratio)
 #
 # ## Summary
 #
-# * Domain FID/KID (`metrics.fid`, `metrics.kid`, classifier from `metrics.train_classifier`)
+# * Domain FID/KID (`metrics.fid`, `metrics.kid`, classifier from `metrics.reference`)
 #   are comparable only at equal N, with the same reference set and feature extractor.
 # * FID is biased upward at small N (real-vs-real is far from 0 at N = 25); KID is unbiased
 #   but noisy; FID∞ extrapolates the 1/N trend.

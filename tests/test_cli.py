@@ -61,7 +61,7 @@ def test_sample_without_training_says_how(tmp_path, capsys, monkeypatch):
         cli.main(["sample", "--preset", "mnist-unet", "--steps", "7"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "no finished checkpoint" in err and "diffusion-jax train --preset mnist-unet --steps 7" in err
+    assert "no trained weights" in err and "diffusion-jax train --preset mnist-unet --steps 7" in err
 
 
 def test_get_preset_rejects_unknown_names_and_options():
@@ -112,19 +112,20 @@ def test_sample_uses_the_presets_prediction_and_guidance(monkeypatch):
 
     seen = {}
 
-    def fake_ddim(key, denoise, schedule, shape, cond, **kw):
-        seen.update(kw, scale=float(denoise.args[1]), shape=shape)
+    def fake_sample(name, key, denoiser, shape, cond, **kw):
+        seen.update(name=name, denoiser=denoiser, shape=shape)
         return np.zeros(shape, np.float32)
 
-    monkeypatch.setattr(pipeline.samplers, "ddim_sample", fake_ddim)
+    monkeypatch.setattr(pipeline.sampling, "sample", fake_sample)
     preset = pipeline.get_preset("mnist-unet")
 
     class FakeState:
         graphdef, ema_params, rest = None, {}, {}
 
     out = pipeline.sample(jax.random.key(0), FakeState(), preset, np.arange(3))
-    assert out.shape == (3, 28, 28, 1)
-    assert seen["prediction"] == preset.train.prediction == "v"
-    assert seen["scale"] == preset.guidance_scale and seen["clip_x0"] == preset.clip_x0
+    assert out.shape == (3, 28, 28, 1) and seen["name"] == "ddim"
+    d = seen["denoiser"]
+    assert d.prediction == preset.train.prediction == "v" and d.clip_x0 == preset.clip_x0
+    assert float(d.fn.args[1]) == preset.guidance_scale  # guided: the scale is a leaf of the Partial
     with pytest.raises(ValueError, match="labels must lie in"):
         pipeline.sample(jax.random.key(0), FakeState(), preset, np.array([11]))

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from diffusion_jax import metrics
+from diffusion_jax import classifier, metrics
 from diffusion_jax.data import to_float
+from diffusion_jax.classifier import load_params, save_params
 from diffusion_jax.metrics import (Classifier, class_accuracy, evaluate, features_and_logits,
-                                   fid, frechet_distance, kid, load_params,
-                                   nearest_neighbour_distances, save_params, train_classifier)
+                                   fid, frechet_distance, kid, nearest_neighbour_distances, train_classifier)
 
 TINY = dict(widths=(4, 8), strides=(2, 2), feature_dim=8)  # a classifier that compiles fast
 
@@ -115,7 +115,7 @@ def test_kid_matches_double_loop():
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((9, 3)), rng.standard_normal((9, 3)) + 0.4
     # One subset holding every row: MMD^2 does not depend on the row order.
-    mean, std = kid(x, y, num_subsets=1, subset_size=9, key=jax.random.key(0))
+    mean, std = kid(jax.random.key(0), x, y, num_subsets=1, subset_size=9)
     assert mean == pytest.approx(direct_mmd2(x, y), rel=1e-10)
     assert std == 0.0
 
@@ -123,20 +123,19 @@ def test_kid_matches_double_loop():
 def test_kid_same_distribution_near_zero_and_shift_positive():
     rng = np.random.default_rng(6)
     a, b = rng.standard_normal((600, 16)), rng.standard_normal((600, 16))
-    mean, std = kid(a, b, num_subsets=50, subset_size=200, key=jax.random.key(1))
+    mean, std = kid(jax.random.key(1), a, b, num_subsets=50, subset_size=200)
     assert abs(mean) < 3 * std
-    mean_shift, std_shift = kid(a, b + 1.0, num_subsets=50, subset_size=200,
-                                key=jax.random.key(1))
+    mean_shift, std_shift = kid(jax.random.key(1), a, b + 1.0, num_subsets=50, subset_size=200)
     assert mean_shift > 10 * std_shift and mean_shift > 100 * abs(mean)
 
 
 def test_kid_key_reproducible_and_checked():
     rng = np.random.default_rng(7)
     a, b = rng.standard_normal((50, 4)), rng.standard_normal((60, 4))
-    assert kid(a, b, 5, 20, jax.random.key(3)) == kid(a, b, 5, 20, jax.random.key(3))
-    assert kid(a, b, 5, 20, jax.random.key(3)) != kid(a, b, 5, 20, jax.random.key(4))
+    assert kid(jax.random.key(3), a, b, 5, 20) == kid(jax.random.key(3), a, b, 5, 20)
+    assert kid(jax.random.key(3), a, b, 5, 20) != kid(jax.random.key(4), a, b, 5, 20)
     with pytest.raises(ValueError, match="subset_size"):
-        kid(a, b, 5, 51, jax.random.key(0))
+        kid(jax.random.key(0), a, b, 5, 51)
 
 
 def test_class_accuracy():
@@ -212,9 +211,9 @@ def test_features_and_logits_batching_and_input_types():
 
 def test_augment_identity_and_shape():
     x = np.random.default_rng(9).uniform(-1, 1, (3, 8, 8, 2)).astype(np.float32)
-    same = metrics._augment(jax.random.key(0), x, rotate=0.0, zoom=0.0, shift=0.0)
+    same = classifier._augment(jax.random.key(0), x, rotate=0.0, zoom=0.0, shift=0.0)
     np.testing.assert_allclose(same, x, atol=1e-6)
-    assert metrics._augment(jax.random.key(0), x).shape == x.shape
+    assert classifier._augment(jax.random.key(0), x).shape == x.shape
 
 
 def test_save_load_round_trip(tmp_path):
@@ -245,7 +244,7 @@ def test_train_classifier_caches_and_reloads(tmp_path, monkeypatch):
         raise AssertionError("trained although a cache file exists")
 
     with monkeypatch.context() as m:
-        m.setattr(metrics, "_fit", no_training)
+        m.setattr(classifier, "_fit", no_training)
         graphdef2, params2 = train_classifier(jax.random.key(0), data, **kwargs)
     for x, y in zip(jax.tree_util.tree_leaves(params2), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -266,8 +265,8 @@ def test_train_classifier_retrains_over_corrupt_cache(tmp_path, monkeypatch, dam
     raw = path.read_bytes()
     path.write_bytes(b"not a zip file" if damage == "garbage" else raw[: len(raw) // 2])
     calls = []
-    real_fit = metrics._fit
-    monkeypatch.setattr(metrics, "_fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    real_fit = classifier._fit
+    monkeypatch.setattr(classifier, "_fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     with pytest.warns(UserWarning, match="unreadable classifier cache"):
         _, again = train_classifier(jax.random.key(0), data, **kwargs)
     assert calls == [1]
@@ -280,7 +279,7 @@ def test_evaluate_on_copies_of_training_data():
     train, labels = tiny_data(60)
     model = Classifier((8, 8, 1), 10, **TINY, rngs=nnx.Rngs(3))
     real, _ = tiny_data(50, seed=1)
-    out = evaluate(train[:30], labels[:30], real, train, model, kid_subsets=5,
+    out = evaluate(jax.random.key(0), train[:30], labels[:30], real, train, model, kid_subsets=5,
                    kid_subset_size=20, nn_reference=25)
     assert set(out) >= {"fid", "kid_mean", "kid_std", "accuracy", "nn_distance_mean",
                         "nn_ratio", "num_generated", "num_real"}
@@ -290,5 +289,5 @@ def test_evaluate_on_copies_of_training_data():
     _, logits = features_and_logits(model, train[:30])
     assert out["accuracy"] == class_accuracy(logits, labels[:30])
     assert np.isfinite(out["fid"]) and np.isfinite(out["kid_mean"])
-    assert np.isnan(evaluate(real, None, real, train, model, kid_subsets=2,
+    assert np.isnan(evaluate(jax.random.key(0), real, None, real, train, model, kid_subsets=2,
                              kid_subset_size=10, nn_reference=10)["accuracy"])

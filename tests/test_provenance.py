@@ -141,16 +141,16 @@ def test_demo_labels_every_file(tmp_path, monkeypatch):
 
     images = np.zeros((20, 28, 28, 1), np.float32)
     monkeypatch.setattr(demo.pipeline, "get_preset", lambda name, **kw: preset)
-    monkeypatch.setattr(demo.pipeline, "train", lambda p: FakeState())
+    monkeypatch.setattr(demo.pipeline, "train", lambda p, **kw: FakeState())
     monkeypatch.setattr(demo.pipeline, "sample", lambda key, state, p, labels, **kw: images[: len(labels)])
-    monkeypatch.setattr(demo.metrics, "train_classifier", lambda *a, **k: None)
+    monkeypatch.setattr(demo.metrics, "reference", lambda *a, **k: None)
 
     class DS:
         images = np.zeros((5, 28, 28, 1), np.uint8)
         source = "fake"
 
     monkeypatch.setattr(demo.data, "load_dataset", lambda name, split: DS())
-    monkeypatch.setattr(demo.metrics, "evaluate", lambda *a, **k: {"fid": 1.0, "kid_mean": 0.0, "accuracy": 0.5})
+    monkeypatch.setattr(demo.metrics, "score", lambda *a, **k: {"fid": 1.0, "kid_mean": 0.0, "accuracy": 0.5})
     monkeypatch.setattr(demo.metrics, "features_and_logits",
                         lambda c, x: (np.zeros((len(x), 2)), np.zeros((len(x), 10))))
     monkeypatch.setattr(demo, "param_count", lambda m: 1)

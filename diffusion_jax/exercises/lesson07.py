@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from diffusion_jax import samplers, tradeoffs
+from diffusion_jax import samplers, sampling
 from diffusion_jax.exercises._core import register
 from diffusion_jax.parameterization import to_x0
 
@@ -44,7 +44,7 @@ register(
 
 
 def _budget_reference(steps, sampler, cfg):
-    return tradeoffs.denoiser_evaluations(steps, sampler=sampler, predictions_per_step=2 if cfg else 1)
+    return sampling.denoiser_evaluations(sampler, steps, predictions_per_step=2 if cfg else 1)
 
 
 register(

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+__all__ = ["param_count", "forward_flops", "attention", "group_norm", "GroupNorm"]
+
 #: A list of submodules that NNX traverses as data (``nnx.List`` since flax 0.12; a plain
 #: list before). One alias for every backbone, so parameter paths are the same everywhere.
 ModuleList = getattr(nnx, "List", list)

@@ -26,6 +26,9 @@ from flax import nnx
 from .common import ModuleList, attention
 from .embeddings import LabelEmbedder, TimestepEmbedder
 
+__all__ = ["patchify", "unpatchify", "sincos_pos_embed_2d", "DiTConfig", "DIT_PRESETS", "modulate", "Mlp",
+           "DiTBlock", "MMDiTBlock", "FinalLayer", "DiT"]
+
 
 
 # ----------------------------------------------------------------------------- patches

@@ -13,6 +13,8 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 
+__all__ = ["timestep_embedding", "TimestepEmbedder", "LabelEmbedder"]
+
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
     """Sinusoidal embedding of (possibly fractional) timesteps.

@@ -20,6 +20,8 @@ from flax import nnx
 from .common import GroupNorm, ModuleList, attention
 from .embeddings import LabelEmbedder, TimestepEmbedder
 
+__all__ = ["UNetConfig", "PRESETS", "ResBlock", "SelfAttention", "CrossAttention", "Upsample", "UNet"]
+
 _zeros = nnx.initializers.zeros_init()
 
 

@@ -24,6 +24,9 @@ from flax import nnx
 
 from .common import GroupNorm, ModuleList
 
+__all__ = ["VAEConfig", "VAE_PRESETS", "ResBlock", "Upsample", "Encoder", "Decoder", "VAE", "sample_latent",
+           "kl_to_standard_normal", "vae_loss", "latent_scale_factor"]
+
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""diffusion_jax.tradeoffs (budgets, respaced samplers, studies) and the guidance additions.
+"""The sampler registry (budgets, grids, dispatch), the studies, diversity, and guidance helpers.
 
 References are closed forms, NumPy float64 re-computations or invariants, never numbers
 copied from a run of this code.
@@ -13,10 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffusion_jax import guidance, samplers, schedules, timesteps, toy, tradeoffs
+from diffusion_jax import grids, guidance, metrics, samplers, sampling, schedules, studies, timesteps, toy
+from diffusion_jax.denoisers import denoiser
 
 SCHED = schedules.linear(1000)
 MIX = toy.default_mixture()
+
+
+def eps_denoiser():
+    return denoiser(MIX.denoiser(SCHED, "eps"), "eps")
 
 
 # ------------------------------------------------------------------------------ budgets
@@ -25,23 +30,23 @@ MIX = toy.default_mixture()
 @pytest.mark.parametrize("steps", [1, 2, 6, 50, 1000])
 @pytest.mark.parametrize("per_step", [1, 2])
 def test_denoiser_evaluations_closed_forms(steps, per_step):
-    for name in ("ddpm", "ddim", "ddim_eta0", "ddim_eta1", "sigma_hat", "euler"):
-        assert tradeoffs.denoiser_evaluations(steps, sampler=name, predictions_per_step=per_step) == steps * per_step
-    # Heun: two stages per step, the last step's correction skipped
-    assert tradeoffs.denoiser_evaluations(steps, sampler="heun", predictions_per_step=per_step) == (2 * steps - 1) * per_step
+    for name, spec in sampling.SAMPLERS.items():
+        want = (2 * steps - 1 if spec.stages == 2 else steps) * per_step  # Heun: no correction after the last step
+        assert sampling.denoiser_evaluations(name, steps, predictions_per_step=per_step) == want
+    assert sampling.SAMPLERS["heun"].stages == 2 and sampling.SAMPLERS["ddim"].stages == 1
 
 
 def test_sequential_calls_batched_cfg():
-    assert tradeoffs.sequential_calls(50, guidance=True) == 50  # both predictions in one call
-    assert tradeoffs.sequential_calls(50, guidance=True, batched_cfg=False) == 100
-    assert tradeoffs.sequential_calls(10, sampler="heun", guidance=True, batched_cfg=False) == 38
-    assert tradeoffs.sequential_calls(10, sampler="heun") == 19
+    assert sampling.sequential_calls("ddim", 50, guidance=True) == 50  # both predictions in one call
+    assert sampling.sequential_calls("ddim", 50, guidance=True, batched_cfg=False) == 100
+    assert sampling.sequential_calls("heun", 10, guidance=True, batched_cfg=False) == 38
+    assert sampling.sequential_calls("heun", 10) == 19
 
 
 def test_route_budget_chapter_routes():
     routes = [{"name": "offline_ddim_cfg", "steps": 50, "predictions_per_step": 2},
               {"name": "interactive_distilled", "steps": 6, "predictions_per_step": 1}]
-    out = tradeoffs.route_budget(routes)
+    out = sampling.route_budget(routes)
     assert out == [
         {"route": "offline_ddim_cfg", "denoiser_evaluations": 50 * 2, "quality_gate_required": True},
         {"route": "interactive_distilled", "denoiser_evaluations": 6 * 1, "quality_gate_required": True},
@@ -49,20 +54,20 @@ def test_route_budget_chapter_routes():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"steps": 0}, "steps must be a positive integer"),
-    ({"steps": 2.5}, "steps must be a positive integer"),
+    ({"steps": 0}, "num_steps must be a positive integer"),
+    ({"steps": 2.5}, "num_steps must be a positive integer"),
     ({"steps": 10, "sampler": "plms"}, "unknown sampler"),
     ({"steps": 10, "predictions_per_step": 0}, "predictions_per_step"),
 ])
 def test_denoiser_evaluations_errors(kwargs, match):
-    steps = kwargs.pop("steps")
+    steps, name = kwargs.pop("steps"), kwargs.pop("sampler", "ddim")
     with pytest.raises(ValueError, match=match):
-        tradeoffs.denoiser_evaluations(steps, **kwargs)
+        sampling.denoiser_evaluations(name, steps, **kwargs)
 
 
 def test_route_budget_missing_key():
     with pytest.raises(ValueError, match="route 0 lacks"):
-        tradeoffs.route_budget([{"name": "x", "steps": 5}])
+        sampling.route_budget([{"name": "x", "steps": 5}])
 
 
 # ------------------------------------------------------------------------------ samplers
@@ -74,10 +79,11 @@ def test_sigma_hat_sigmas_numpy():
     nxt = np.append(ab[grid[1:]], 1.0)
     want = np.sqrt(1.0 - ab[grid] / nxt)
     want[-1] = 0.0
-    np.testing.assert_allclose(np.asarray(tradeoffs.sigma_hat_sigmas(SCHED, grid)), want, rtol=1e-4, atol=1e-6)
+    got = sampling.make_grid("sigma_hat", 10, schedule=SCHED).sigma
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-6)
     # on the full grid sigma_hat^2 is DDPM's beta_t (the "fixed_large" variance)
     full = timesteps.ddim_timesteps(1000, 1000, "leading")
-    np.testing.assert_allclose(np.asarray(tradeoffs.sigma_hat_sigmas(SCHED, full))[:-1] ** 2,
+    np.testing.assert_allclose(np.asarray(grids.timestep_grid(SCHED, full, noise="sigma_hat").sigma)[:-1] ** 2,
                                np.asarray(SCHED.betas, np.float64)[full[:-1]], rtol=2e-3, atol=1e-7)
 
 
@@ -100,7 +106,7 @@ def _sigma_hat_numpy(x_T, grid, noise, denoise):
 def test_sigma_hat_sample_matches_numpy():
     key, shape, n = jax.random.key(3), (6, 2), 8
     den = MIX.denoiser(SCHED, "eps")
-    got = tradeoffs.sigma_hat_sample(key, den, SCHED, shape, num_steps=n, prediction="eps")
+    got = sampling.sample("sigma_hat", key, denoiser(den, "eps"), shape, schedule=SCHED, num_steps=n)
     x_T = samplers.initial_noise(key, shape)
     keys = samplers.row_keys(key, shape[0])
     noise = [np.asarray(samplers.row_normal(keys, 1, i, shape[1:]), np.float64) for i in range(n)]
@@ -109,20 +115,49 @@ def test_sigma_hat_sample_matches_numpy():
 
 
 def test_sample_dispatch_and_ddpm_identity():
-    den = MIX.denoiser(SCHED, "eps")
+    den, d = MIX.denoiser(SCHED, "eps"), eps_denoiser()
     key, shape = jax.random.key(5), (16, 2)
     # DDPM on a sub-grid is DDIM eta = 1; at T steps it is the library's full DDPM
-    sub = tradeoffs.sample(key, den, SCHED, shape, sampler="ddpm", num_steps=20)
+    sub = sampling.sample("ddpm", key, d, shape, schedule=SCHED, num_steps=20)
     eta1 = samplers.ddim_sample(key, den, SCHED, shape, num_steps=20, eta=1.0)
     np.testing.assert_array_equal(np.asarray(sub), np.asarray(eta1))
-    full = tradeoffs.sample(key, den, SCHED, shape, sampler="ddpm", num_steps=1000)
+    full = sampling.sample("ddpm", key, d, shape, schedule=SCHED)
     np.testing.assert_array_equal(np.asarray(full), np.asarray(samplers.ddpm_sample(key, den, SCHED, shape)))
-    d0 = tradeoffs.sample(key, den, SCHED, shape, sampler="ddim_eta0", num_steps=20)
+    d0 = sampling.sample("ddim", key, d, shape, schedule=SCHED, num_steps=20)
     np.testing.assert_array_equal(np.asarray(d0), np.asarray(samplers.ddim_sample(key, den, SCHED, shape, num_steps=20)))
+    # Euler on the probability-flow ODE is deterministic DDIM: the same update
+    e = sampling.sample("euler", key, d, shape, schedule=SCHED, num_steps=20)
+    np.testing.assert_array_equal(np.asarray(e), np.asarray(d0))
     with pytest.raises(ValueError, match="unknown sampler"):
-        tradeoffs.sample(key, den, SCHED, shape, sampler="dpm", num_steps=5)
+        sampling.sample("plms", key, d, shape, schedule=SCHED, num_steps=5)
     with pytest.raises(ValueError, match="num_steps"):
-        tradeoffs.sample(key, den, SCHED, shape, sampler="ddim_eta0", num_steps=0)
+        sampling.sample("ddim", key, d, shape, schedule=SCHED, num_steps=0)
+    with pytest.raises(ValueError, match="takes no eta"):
+        sampling.make_grid("sigma_hat", 5, schedule=SCHED, eta=0.5)
+    with pytest.raises(ValueError, match="does not run on a rectified-flow"):
+        sampling.make_grid("ddpm", 5)
+
+
+@pytest.mark.parametrize("name", sorted(sampling.SAMPLERS))
+def test_image_depends_on_key_and_row_only(name):
+    """10 samples in one call equal 10 in chunks of 3 (and a row offset shifts the rows)."""
+    d, key = eps_denoiser(), jax.random.key(9)
+    opts = {"eta": 0.7} if name == "ddim" else {}
+    grid = sampling.make_grid(name, 6, schedule=SCHED, **opts) if name != "ddpm" else sampling.make_grid(name, 6, schedule=SCHED)
+    one = np.asarray(sampling.sample(name, key, d, (10, 2), grid=grid))
+    chunked = np.asarray(sampling.sample(name, key, d, (10, 2), grid=grid, chunk_size=3))
+    np.testing.assert_array_equal(one, chunked)
+    tail = np.asarray(sampling.sample(name, key, d, (4, 2), grid=grid, row_offset=6))
+    np.testing.assert_array_equal(tail, one[6:])
+
+
+def test_parse_spec():
+    assert sampling.parse_spec("ddim") == ("ddim", {})
+    assert sampling.parse_spec("ddim(eta=1)") == ("ddim", {"eta": 1.0})
+    assert sampling.parse_spec(" ddim ( eta = 0.5 , spacing=trailing ) ") == ("ddim", {"eta": 0.5, "spacing": "trailing"})
+    for bad, match in [("ddim(eta)", "key=value"), ("plms", "unknown sampler"), ("ddim eta", "must look like")]:
+        with pytest.raises(ValueError, match=match):
+            sampling.parse_spec(bad)
 
 
 # ------------------------------------------------------------------------------ studies
@@ -133,10 +168,11 @@ def _toy_score(x, labels):
 
 
 def test_sampler_study_rows_and_determinism():
-    den = MIX.denoiser(SCHED, "eps")
-    kw = {"steps": (2, 5), "samplers": ("ddpm", "ddim_eta0", "ddim_eta1", "sigma_hat"), "batch_size": 7}
+    den = eps_denoiser()
+    kw = {"steps": (2, 5), "samplers": ("ddpm", "ddim", "ddim(eta=1)", "sigma_hat"), "batch_size": 7,
+          "schedule": SCHED}
     labels = np.arange(10) % 3
-    rows = tradeoffs.sampler_study(jax.random.key(0), den, SCHED, (2,), labels, _toy_score, **kw)
+    rows = studies.sampler_study(jax.random.key(0), den, (2,), labels, _toy_score, **kw)
     assert [(r["sampler"], r["steps"]) for r in rows] == [
         (s, n) for s in kw["samplers"] for n in kw["steps"]]
     for r in rows:
@@ -144,37 +180,37 @@ def test_sampler_study_rows_and_determinism():
                           "compile_seconds", "shared_with"}
         assert r["evaluations"] == r["steps"] and r["num_samples"] == 10 and r["n"] == 10
         assert r["seconds"] >= 0 and r["compile_seconds"] >= 0
-    # ddim_eta1 on a sub-grid is the ddpm run: reused, not re-sampled
-    eta1 = [r for r in rows if r["sampler"] == "ddim_eta1"]
+    # DDIM eta = 1 on a sub-grid is the ddpm run: reused, not re-sampled
+    eta1 = [r for r in rows if r["sampler"] == "ddim(eta=1)"]
     assert all(r["shared_with"] == "ddpm" for r in eta1)
-    again = tradeoffs.sampler_study(jax.random.key(0), den, SCHED, (2,), labels, _toy_score, **kw)
+    again = studies.sampler_study(jax.random.key(0), den, (2,), labels, _toy_score, **kw)
     assert [r["loglik"] for r in rows] == [r["loglik"] for r in again]
-    other = tradeoffs.sampler_study(jax.random.key(1), den, SCHED, (2,), labels, _toy_score, **kw)
+    other = studies.sampler_study(jax.random.key(1), den, (2,), labels, _toy_score, **kw)
     assert [r["loglik"] for r in rows] != [r["loglik"] for r in other]
 
 
-def test_sampler_study_shares_ddpm_at_full_length():
-    rows = tradeoffs.sampler_study(jax.random.key(0), MIX.denoiser(SCHED, "eps"), SCHED, (2,), 8, _toy_score,
-                                   steps=(1000,), samplers=("ddpm", "ddim_eta1"))
-    assert rows[1]["shared_with"] == "ddpm" and rows[1]["loglik"] == rows[0]["loglik"]
-    # ... and the shared samples really are the DDIM eta = 1 ones, up to float rounding
-    a = tradeoffs.sample(jax.random.key(0), MIX.denoiser(SCHED, "eps"), SCHED, (8, 2), sampler="ddpm", num_steps=1000)
-    b = tradeoffs.sample(jax.random.key(0), MIX.denoiser(SCHED, "eps"), SCHED, (8, 2), sampler="ddim_eta1",
-                         num_steps=1000)
+def test_sampler_study_runs_ddpm_and_eta1_separately_at_full_length():
+    # At T steps DDPM uses the exact posterior coefficients and DDIM eta = 1 its own
+    # form of the same update: equal up to float rounding, so both are run, not shared.
+    rows = studies.sampler_study(jax.random.key(0), eps_denoiser(), (2,), 8, _toy_score, steps=(1000,),
+                                 samplers=("ddpm", "ddim(eta=1)"), schedule=SCHED)
+    assert rows[1]["shared_with"] is None
+    a = sampling.sample("ddpm", jax.random.key(0), eps_denoiser(), (8, 2), schedule=SCHED)
+    b = sampling.sample("ddim", jax.random.key(0), eps_denoiser(), (8, 2), schedule=SCHED, num_steps=1000, eta=1.0)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"samplers": ("ddim",)}, "unknown sampler"),
+    ({"samplers": ("plms",)}, "unknown sampler"),
     ({"samplers": ()}, "samplers must name at least one"),
     ({"steps": (0,)}, "steps entries must be a positive integer"),
-    ({"steps": (2000,)}, "exceeds the schedule"),
+    ({"steps": (2000,)}, "cannot exceed the schedule"),
     ({"steps": ()}, "steps must list"),
-    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 0}, "chunk_size"),
 ])
 def test_sampler_study_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        tradeoffs.sampler_study(jax.random.key(0), MIX.denoiser(SCHED, "eps"), SCHED, (2,), 4, _toy_score, **kwargs)
+        studies.sampler_study(jax.random.key(0), eps_denoiser(), (2,), 4, _toy_score, schedule=SCHED, **kwargs)
 
 
 def test_quality_vs_steps_tiny_model():
@@ -194,22 +230,22 @@ def test_quality_vs_steps_tiny_model():
     clf = nnx.split(metrics.Classifier((28, 28, 1), widths=(4, 4), strides=(2, 2), feature_dim=8,
                                        rngs=nnx.Rngs(params=jax.random.key(0))))
     real = np.random.default_rng(0).standard_normal((20, 8))
-    kw = {"steps": (2,), "samplers": ("ddim_eta0", "sigma_hat"), "num_samples": 6, "guidance_scale": 2.0}
-    rows = tradeoffs.quality_vs_steps(jax.random.key(0), state, preset, clf, real, **kw)
-    assert [r["sampler"] for r in rows] == ["ddim_eta0", "sigma_hat"]
+    kw = {"steps": (2,), "samplers": ("ddim", "sigma_hat"), "num_samples": 6, "guidance_scale": 2.0}
+    rows = studies.quality_vs_steps(jax.random.key(0), state, preset, clf, real, **kw)
+    assert [r["sampler"] for r in rows] == ["ddim", "sigma_hat"]
     for r in rows:
         assert r["evaluations"] == 2 * 2  # CFG: two predictions per step
         assert r["guidance_scale"] == 2.0 and r["num_samples"] == 6
         assert np.isfinite(r["fid"]) and np.isfinite(r["kid"]) and 0.0 <= r["accuracy"] <= 1.0
-    again = tradeoffs.quality_vs_steps(jax.random.key(0), state, preset, clf, real, **kw)
+    again = studies.quality_vs_steps(jax.random.key(0), state, preset, clf, real, **kw)
     assert [r["fid"] for r in rows] == [r["fid"] for r in again]
-    plain = tradeoffs.quality_vs_steps(jax.random.key(0), state, preset, clf, real,
-                                       **{**kw, "guidance_scale": 1.0, "samplers": ("ddim_eta0",)})
+    plain = studies.quality_vs_steps(jax.random.key(0), state, preset, clf, real,
+                                     **{**kw, "guidance_scale": 1.0, "samplers": ("ddim",)})
     assert plain[0]["evaluations"] == 2  # s = 1: the conditional model alone
     with pytest.raises(ValueError, match="real_features"):
-        tradeoffs.quality_vs_steps(jax.random.key(0), state, preset, clf, real[:, :3][0], **kw)
+        studies.quality_vs_steps(jax.random.key(0), state, preset, clf, real[:, :3][0], **kw)
     with pytest.raises(ValueError, match="num_samples"):
-        tradeoffs.quality_vs_steps(jax.random.key(0), state, preset, clf, real, **{**kw, "num_samples": 1})
+        studies.quality_vs_steps(jax.random.key(0), state, preset, clf, real, **{**kw, "num_samples": 1})
 
 
 # ------------------------------------------------------------------------------ diversity
@@ -221,7 +257,7 @@ def test_within_class_spread_bruteforce():
     labels = rng.integers(0, 4, 30)
     labels[labels == 3] = 2  # class 3 empty
     labels[0] = 3  # ... but for one row: NaN, too few rows
-    got = tradeoffs.within_class_spread(f, labels, num_classes=5)
+    got = metrics.within_class_spread(f, labels, num_classes=5)
     for c in range(5):
         rows = f[labels == c]
         if len(rows) < 2:
@@ -230,7 +266,7 @@ def test_within_class_spread_bruteforce():
         d = [np.linalg.norm(rows[i] - rows[j]) for i in range(len(rows)) for j in range(i + 1, len(rows))]
         np.testing.assert_allclose(got[c], np.mean(d), rtol=1e-10)
     with pytest.raises(ValueError, match="features"):
-        tradeoffs.within_class_spread(f, labels[:5])
+        metrics.within_class_spread(f, labels[:5])
 
 
 # ------------------------------------------------------------------------------ guidance additions
