@@ -6,7 +6,7 @@ probability-flow ODE is semi-linear, and its solution from lambda to lambda_next
 
     x_next = (s_next / s) x + s_next * integral_lambda^lambda_next e^l x0_hat(l) dl
 
-(Lu et al. 2022b, Sec. 4.1; the same variation-of-constants step as eq. 3.4 of Lu et al.
+(Lu et al. 2022b, Sec. 4; the same variation-of-constants step as eq. 3.4 of Lu et al.
 2022a, there with the noise prediction). The linear part is exact; only x0_hat is
 approximated. With h = lambda_next - lambda and the estimates m0, m1, m2 at this step
 and the two before it (h0, h1 the earlier steps' widths):

@@ -34,8 +34,9 @@ def posterior_x0(x, a, b):
     return np.sum(r[..., None] * m, axis=1)
 
 
-def rk4_log(f, y, u_from, u_to, n=4000):
-    """RK4 for dy/du = f(y, u) on n uniform steps (u is a log noise level)."""
+def rk4_log(f, y, u_from, u_to, n=1500):
+    """RK4 for dy/du = f(y, u) on n uniform steps (u is a log noise level); at n = 1500 it agrees
+    with n = 4000 to 1e-9 here, far below the sampler errors measured against it."""
     us = np.linspace(u_from, u_to, n + 1)
     for u0, u1 in zip(us[:-1], us[1:]):
         h = u1 - u0
