@@ -51,12 +51,19 @@ SAMPLERS: dict[str, SamplerSpec] = {
                         "Heun, 2nd order: in t on the flow path, in sigma = s / a on a diffusion path (EDM)"),
     "dpmpp_2m": SamplerSpec(dpm_solver.sample_dpmpp_2m, 1, ("vp", "flow"),
                             "DPM-Solver++(2M): 2nd-order multistep on the data prediction (Lu et al. 2022)"),
+    "dpmpp_3m": SamplerSpec(dpm_solver.sample_dpmpp_3m, 1, ("vp", "flow"),
+                            "DPM-Solver++(3M): 3rd-order multistep on the data prediction"),
 }
 
 #: Grid options each sampler accepts, besides ``num_steps``.
-_OPTIONS = {"ddpm": {"spacing"}, "ddim": {"eta", "spacing", "shift", "karras"},
+_OPTIONS = {"ddpm": {"spacing"}, "ddim": {"eta", "spacing", "shift", "karras", "final"},
             "sigma_hat": {"spacing"}, "euler": {"spacing", "shift", "karras"},
-            "heun": {"spacing", "shift", "karras"}, "dpmpp_2m": {"spacing", "shift", "karras"}}
+            "heun": {"spacing", "shift", "karras"},
+            "dpmpp_2m": {"spacing", "shift", "karras", "final"}, "dpmpp_3m": {"spacing", "shift", "karras", "final"}}
+
+#: Samplers whose default diffusion grid is diffusers' DPM-Solver grid (:func:`grids.dpm_grid`,
+#: "linspace"); the others default to its DDIM grid (:func:`grids.ddim_grid`, "leading").
+_DPM_GRID = {"dpmpp_2m", "dpmpp_3m"}
 
 
 def check_sampler(name: str, path: str | None = None) -> SamplerSpec:
@@ -77,22 +84,29 @@ def _check_steps(steps, name="num_steps"):
 
 
 def make_grid(name: str, num_steps: int | None = None, *, schedule: Schedule | None = None, eta: float = 0.0,
-              spacing: str = "leading", shift: float = 1.0, karras: bool = False, times=None) -> grids.Grid:
+              spacing: str | None = None, shift: float = 1.0, karras: bool = False, final: str | None = None,
+              times=None) -> grids.Grid:
     """The grid sampler ``name`` runs on: a diffusion ``schedule``, or flow times when it is None.
 
     ``num_steps`` (default: 50, or all T for ``ddpm``); ``eta`` (``ddim`` only);
-    ``spacing`` (diffusion timestep spacing); ``shift`` / ``times`` (flow); ``karras``:
-    Karras et al.'s sigma spacing (rho = 7) on a diffusion schedule.
+    ``spacing`` ("leading", "trailing", "linspace"), placed as diffusers' scheduler for
+    the sampler places it: DPM-Solver++ on :func:`grids.dpm_grid` (default "linspace",
+    so ``make_grid("dpmpp_2m", n, schedule=s)`` is ``DPMSolverMultistepScheduler``'s
+    default grid), the rest on :func:`grids.ddim_grid` (default "leading");
+    ``shift`` / ``times`` (flow); ``karras``: Karras et al.'s sigma spacing (rho = 7,
+    :func:`grids.karras_grid`), which sets its own timesteps; ``final``: "zero" (the
+    default, land on the data) or "sigma_min" (stop at alpha_bar_0).
     """
     path = "flow" if schedule is None else "vp"
     check_sampler(name, path)
-    given = {"eta": eta != 0.0, "shift": shift != 1.0, "karras": bool(karras), "spacing": spacing != "leading"}
+    given = {"eta": eta != 0.0, "shift": shift != 1.0, "karras": bool(karras), "spacing": spacing is not None,
+             "final": final is not None}
     bad = sorted(k for k, on in given.items() if on and k not in _OPTIONS[name])
     if bad:
         raise ValueError(f"sampler {name!r} takes no {', '.join(bad)} option (it accepts {sorted(_OPTIONS[name])})")
     if path == "flow":
-        if eta != 0.0 or karras:
-            raise ValueError("flow sampling is a deterministic ODE on fixed times: eta and karras do not apply")
+        if eta != 0.0 or karras or final is not None:
+            raise ValueError("flow sampling is a deterministic ODE on fixed times: eta, karras and final do not apply")
         if times is None:
             times = flow.time_grid(_check_steps(50 if num_steps is None else num_steps), shift)
         return grids.flow_grid(times)
@@ -104,10 +118,16 @@ def make_grid(name: str, num_steps: int | None = None, *, schedule: Schedule | N
     n = _check_steps(50 if num_steps is None else num_steps)
     if n > T:
         raise ValueError(f"num_steps ({n}) cannot exceed the schedule's T = {T}")
+    final = "zero" if final is None else final
     if karras:
-        return dpm_solver.karras_grid(schedule, n)
+        if spacing is not None:
+            raise ValueError("karras=True places its own timesteps (Karras et al.'s sigmas); spacing does not apply")
+        return grids.karras_grid(schedule, n, final=final, eta=eta)
+    if name in _DPM_GRID:
+        return grids.dpm_grid(schedule, n, spacing="linspace" if spacing is None else spacing, final=final)
     noise = "sigma_hat" if name == "sigma_hat" else "eta"
-    return grids.ddim_grid(schedule, n, eta=1.0 if name == "ddpm" else eta, spacing=spacing, noise=noise)
+    return grids.ddim_grid(schedule, n, eta=1.0 if name == "ddpm" else eta, spacing=spacing or "leading",
+                           noise=noise, final=final)
 
 
 def sample(name: str, key, denoiser: Denoiser, shape, cond=None, *, grid: grids.Grid | None = None,
