@@ -7,11 +7,12 @@ The step itself lives in :mod:`diffusion_jax.train_step` and the mesh helpers in
 * :func:`fit` is resumable by construction: the step-``s`` update uses the key
   ``fold_in(PRNGKey(seed), s)`` and the batch ``batch_fn(s)``, so N steps straight and
   N/2 + resume + N/2 give the same parameters.
-* Given an :func:`epoch_batch_fn`, ``fit`` keeps the training set on the devices and
-  each step gathers, on the devices, the very batch ``batch_fn(s)`` would return; with
-  ``steps_per_dispatch=K`` one call runs up to K steps
-  (:func:`~diffusion_jax.train_step.make_multi_step`). Groups end where the log and
-  checkpoints fall, so logs, checkpoints and resumes are those of the one-step loop.
+* With ``steps_per_dispatch=K`` (the default for conv-free models given an
+  :func:`epoch_batch_fn`) one call runs up to K steps
+  (:func:`~diffusion_jax.train_step.make_multi_step`) on the training set kept on the
+  devices, each step gathering the very batch ``batch_fn(s)`` would return. Groups end
+  where the log and checkpoints fall, so logs, checkpoints and resumes are those of the
+  one-step loop.
 * Data parallelism is JAX's own SPMD: one ``"data"`` mesh over all devices of all
   processes (after :func:`diffusion_jax.distributed.initialize`), batch split, state
   replicated. Every process runs ``fit`` alike; only process 0 writes logs and checkpoints.
@@ -41,11 +42,12 @@ from diffusion_jax.train_step import (FLOW_TIME_SCALE, OBJECTIVES, TrainConfig, 
                                       make_optimizer, make_train_step)
 
 __all__ = ["FLOW_TIME_SCALE", "OBJECTIVES", "TrainConfig", "TrainState", "TrainingDiverged", "EpochBatches",
-           "create_train_state", "ema_decay_schedule", "epoch_batch_fn", "epoch_indices", "fit",
+           "auto_steps_per_dispatch", "create_train_state", "ema_decay_schedule", "epoch_batch_fn", "epoch_indices", "fit",
            "lr_schedule", "make_mesh", "make_multi_step", "make_optimizer", "make_train_step",
            "model_denoiser", "model_velocity", "replicate", "shard_batch"]
 
 DEVICE_DATA_MAX_BYTES = 1 << 30  # larger training sets stay on the host (one step per call)
+AUTO_STEPS_PER_DISPATCH = 10  # for conv-free models; groups also end at log / checkpoint steps
 
 
 class TrainingDiverged(FloatingPointError):
@@ -184,20 +186,34 @@ class _DeviceFeed:
         return self.run(state, *self.inputs, np.int32(step), np.int32(n))
 
 
-def _feed(config, schedule, null_label, mesh, batch_fn, device_data, steps_per_dispatch):
-    """The device feed when the data may live on the devices, else the host feed."""
-    k = steps_per_dispatch
+def auto_steps_per_dispatch(state: TrainState, batch_fn) -> int:
+    """``fit``'s default: ``AUTO_STEPS_PER_DISPATCH`` for a conv-free model whose
+    training set can live on the devices (an :class:`EpochBatches` of at most
+    ``DEVICE_DATA_MAX_BYTES``), else 1 (host-built batches, one step per call).
+
+    Measured (bench/steps_per_dispatch.py, 2 forced devices): the DiT gains from 4 steps
+    per call, the U-Net runs 17x slower, since XLA:CPU leaves a loop body's conv
+    gradients on a slow path (jax-ml/jax#12868), and data on the devices alone gains nothing.
+    """
+    if not (isinstance(batch_fn, EpochBatches) and batch_fn.nbytes <= DEVICE_DATA_MAX_BYTES):
+        return 1
+    model = nnx.merge(state.graphdef, state.params, state.rest)
+    convs = any(isinstance(node, (nnx.Conv, nnx.ConvTranspose)) for _, node in nnx.iter_graph(model))
+    return 1 if convs else AUTO_STEPS_PER_DISPATCH
+
+
+def _feed(config, schedule, null_label, mesh, batch_fn, device_data, k):
+    """The device feed when the data should live on the devices, else the host feed."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"steps_per_dispatch must be a positive integer, got {k!r}")
+        raise ValueError(f"steps_per_dispatch must be a positive integer or None, got {k!r}")
     epochs = isinstance(batch_fn, EpochBatches)
-    if device_data is None:
-        device_data = epochs and batch_fn.nbytes <= DEVICE_DATA_MAX_BYTES
+    if k > 1 and (device_data is False or not epochs):
+        raise ValueError(f"steps_per_dispatch={k} needs the data on the devices: pass the batch_fn from "
+                         "epoch_batch_fn(...) and leave device_data at None or True")
+    device_data = k > 1 if device_data is None else device_data
     if device_data and not epochs:
         raise ValueError("device_data=True needs the batch_fn from epoch_batch_fn(key, images, labels, "
                          "batch_size): it carries the data to upload")
-    if k > 1 and not device_data:
-        raise ValueError(f"steps_per_dispatch={k} needs the data on the devices: pass the batch_fn from "
-                         "epoch_batch_fn(...) and leave device_data at None or True")
     if device_data:
         return _DeviceFeed(config, schedule, null_label, mesh, batch_fn, int(k))
     return _HostFeed(config, schedule, null_label, mesh, batch_fn)
@@ -207,7 +223,7 @@ def _feed(config, schedule, null_label, mesh, batch_fn, device_data, steps_per_d
 
 def fit(model_or_state, config: TrainConfig, schedule, batch_fn: Callable[[int], tuple], *,
         out_dir, null_label=None, resume: bool = True, progress: bool = True, mesh=None,
-        device_data: bool | None = None, steps_per_dispatch: int = 1) -> TrainState:
+        device_data: bool | None = None, steps_per_dispatch: int | None = None) -> TrainState:
     """Train until ``state.step == config.steps``; returns the final (replicated) state.
 
     ``batch_fn(step) -> (images, labels)`` (labels may be ``None``) must depend on the
@@ -220,18 +236,20 @@ def fit(model_or_state, config: TrainConfig, schedule, batch_fn: Callable[[int],
     checkpoint is saved. Calling fit again with the same config, schedule and mesh
     reuses the compiled program.
 
-    ``device_data`` (None = whenever ``batch_fn`` is an :class:`EpochBatches` of at most
-    ``DEVICE_DATA_MAX_BYTES``): upload the training set once and gather each batch on
-    the devices. ``steps_per_dispatch`` > 1 (needs device data) runs that many steps per
-    call in one compiled loop; same parameters, but keep it at 1 for convolutional
-    models on XLA:CPU, whose weight-gradient convolutions run 10-40x slower inside a
-    loop body (jax-ml/jax#12868); it pays off for conv-free models such as the DiT.
+    ``steps_per_dispatch`` K > 1 runs up to K steps per call in one compiled loop, with
+    the training set uploaded once (``batch_fn`` from :func:`epoch_batch_fn`) and each
+    batch gathered on the devices; the parameters are those of K single steps. None =
+    :func:`auto_steps_per_dispatch` (K > 1 only for conv-free models: on XLA:CPU a loop
+    body's conv gradients run 10-40x slower, jax-ml/jax#12868). ``device_data`` (None =
+    exactly when K > 1): True keeps the data on the devices with one step per call too.
     """
     if not callable(batch_fn):
         raise TypeError("batch_fn must be a function step -> (images, labels), not an iterator: "
                         "a resumed run needs the batch of any step (see epoch_batch_fn)")
     out_dir, mesh = Path(out_dir), mesh or make_mesh()
     state = _start_or_resume(model_or_state, config, out_dir / "checkpoints", resume)
+    if steps_per_dispatch is None:
+        steps_per_dispatch = 1 if device_data is False else auto_steps_per_dispatch(state, batch_fn)
     feed = _feed(config, schedule, null_label, mesh, batch_fn, device_data, steps_per_dispatch)
     step, state = int(state.step), replicate(mesh, state)
     out_dir.mkdir(parents=True, exist_ok=True)

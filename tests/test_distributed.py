@@ -44,7 +44,7 @@ cfg = train.TrainConfig(batch_size=8, lr=1e-2, warmup_steps=2, steps=steps, log_
 images, labels = T.dataset(24)  # 3 batches per epoch: 6 steps cross an epoch boundary
 batch_fn = train.epoch_batch_fn(jax.random.PRNGKey(0), images, labels, 8)
 state = train.fit(DiT(net, rngs=nnx.Rngs(0)), cfg, T.SCHED, batch_fn, out_dir=out, null_label=T.NULL,
-                  progress=False, device_data=(where == "device"))
+                  progress=False, steps_per_dispatch=4 if where == "device" else 1)
 leaf = jax.tree.leaves(state.params)[0]
 print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(),
                   "local_devices": jax.local_device_count(), "mesh_devices": len(leaf.sharding.device_set),
@@ -104,7 +104,7 @@ def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path):
     first = cluster(tmp_path / "mp", 3, "host")
     assert [r["processes"] for r in first] == [2, 2] and [r["mesh_devices"] for r in first] == [2, 2]
     assert [r["local_devices"] for r in first] == [1, 1] and [r["step"] for r in first] == [3, 3]
-    # ... then restart both from the checkpoint at 3, with the data on the devices
+    # ... then restart both from the checkpoint at 3: data on the devices, up to 4 steps per call
     second = cluster(tmp_path / "mp", 6, "device")
     assert [r["step"] for r in second] == [6, 6]
 

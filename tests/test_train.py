@@ -294,20 +294,21 @@ def test_k_steps_per_call_equal_single_steps_across_epochs_and_a_mid_group_resum
     fit = lambda cfg, d, **kw: train.fit(Tiny(rngs=nnx.Rngs(0)), cfg, SCHED, batch_fn, out_dir=tmp_path / d,
                                          null_label=NULL, progress=False, **kw)
     stop7 = train.TrainConfig(**{**CFG.__dict__, "steps": 7})
-    host = fit(CFG, "host", device_data=False)  # the reference: host batches, one step per call
-    on_device = fit(CFG, "dev1")  # the default for an epoch_batch_fn: data on the devices
+    host = fit(CFG, "host", steps_per_dispatch=1)  # the reference: host batches, one step per call
+    on_device = fit(CFG, "dev1", device_data=True)  # data on the devices, one step per call
     multi = fit(CFG, "k4", steps_per_dispatch=4)
+    auto = fit(CFG, "auto")  # the default for a conv-free model: AUTO_STEPS_PER_DISPATCH
     fit(stop7, "k4_resumed", steps_per_dispatch=4)
     resumed = fit(CFG, "k4_resumed", steps_per_dispatch=4)  # restarts at 7, inside a group of 4
-    fit(stop7, "mixed", device_data=False)
+    fit(stop7, "mixed", steps_per_dispatch=1)
     mixed = fit(CFG, "mixed", steps_per_dispatch=4)  # host run resumed with 4 steps per call
-    for other in (on_device, multi, resumed, mixed):
+    for other in (on_device, multi, auto, resumed, mixed):
         assert int(other.step) == 20
         assert_trees_close(other, host)
     with pytest.raises(AssertionError):  # the comparison can fail: a shorter run differs
         assert_trees_close(fit(stop7, "short", steps_per_dispatch=4).params, host.params)
     ref = _log(tmp_path / "host")
-    for d in ("dev1", "k4"):
+    for d in ("dev1", "k4", "auto"):
         assert [r["step"] for r in _log(tmp_path / d)] == [5, 10, 15, 20]
         np.testing.assert_allclose([r["loss"] for r in _log(tmp_path / d)], [r["loss"] for r in ref], rtol=1e-6)
     assert [r["step"] for r in _log(tmp_path / "k4_resumed")] == [5, 7, 10, 15, 20]
@@ -323,16 +324,33 @@ def test_fit_dispatch_arguments_are_checked():
     plain = lambda s: epochs(s)
     run = lambda fn, **kw: train.fit(Tiny(rngs=nnx.Rngs(0)), CFG, SCHED, fn, out_dir="/nonexistent/never-written",
                                      null_label=NULL, progress=False, **kw)
-    with pytest.raises(ValueError, match="steps_per_dispatch must be a positive integer"):
+    with pytest.raises(ValueError, match="steps_per_dispatch must be a positive integer or None"):
         run(epochs, steps_per_dispatch=0)
     with pytest.raises(ValueError, match="steps_per_dispatch=2 needs the data on the devices"):
         run(plain, steps_per_dispatch=2)
     with pytest.raises(ValueError, match="steps_per_dispatch=2 needs the data on the devices"):
         run(epochs, steps_per_dispatch=2, device_data=False)
+    with pytest.raises(ValueError, match="steps_per_dispatch must be a positive integer or None"):
+        run(epochs, steps_per_dispatch=1.5)
     with pytest.raises(ValueError, match="device_data=True needs the batch_fn from epoch_batch_fn"):
         run(plain, device_data=True)
     with pytest.raises(ValueError, match="batch_size 4, config.batch_size is 8"):
         run(train.epoch_batch_fn(jax.random.PRNGKey(0), images, labels, 4))
+
+
+def test_auto_steps_per_dispatch_only_for_conv_free_models_with_device_data(monkeypatch):
+    from diffusion_jax.models import UNet, UNetConfig
+
+    images, labels = dataset(24)
+    epochs = train.epoch_batch_fn(jax.random.PRNGKey(0), images, labels, 8)
+    mlp = train.create_train_state(Tiny(rngs=nnx.Rngs(0)), CFG)
+    unet = train.create_train_state(UNet(UNetConfig(channels=(8, 16), attention_levels=(), groups=4,
+                                                    num_classes=NUM_CLASSES), rngs=nnx.Rngs(0)), CFG)
+    assert train.auto_steps_per_dispatch(mlp, epochs) == train.AUTO_STEPS_PER_DISPATCH > 1
+    assert train.auto_steps_per_dispatch(unet, epochs) == 1  # convolutions: one step per call
+    assert train.auto_steps_per_dispatch(mlp, lambda s: epochs(s)) == 1  # no data to upload
+    monkeypatch.setattr(train, "DEVICE_DATA_MAX_BYTES", epochs.nbytes - 1)
+    assert train.auto_steps_per_dispatch(mlp, epochs) == 1  # too large to copy to every device
 
 
 # ---------------------------------------------------------------- EMA warm-up
