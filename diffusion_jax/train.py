@@ -37,14 +37,14 @@ from tqdm.auto import tqdm
 
 from diffusion_jax import checkpoint as ckpt
 from diffusion_jax.distributed import global_batch, host_value, is_main_process, make_mesh, replicate, shard_batch
-from diffusion_jax.train_step import (FLOW_TIME_SCALE, OBJECTIVES, TrainConfig, TrainState, create_train_state,
-                                      ema_decay_schedule, epoch_indices, lr_schedule, make_multi_step,
-                                      make_optimizer, make_train_step)
+from diffusion_jax.train_step import (FLOW_TIME_SCALE, OBJECTIVES, EpochBatches, TrainConfig, TrainState,
+                                      create_train_state, ema_decay_schedule, epoch_batch_fn, epoch_indices,
+                                      lr_schedule, make_multi_step, make_optimizer, make_train_step)
 
-__all__ = ["FLOW_TIME_SCALE", "OBJECTIVES", "TrainConfig", "TrainState", "TrainingDiverged", "EpochBatches",
-           "auto_steps_per_dispatch", "create_train_state", "ema_decay_schedule", "epoch_batch_fn", "epoch_indices", "fit",
-           "lr_schedule", "make_mesh", "make_multi_step", "make_optimizer", "make_train_step",
-           "model_denoiser", "model_velocity", "replicate", "shard_batch"]
+__all__ = ["FLOW_TIME_SCALE", "OBJECTIVES", "EpochBatches", "TrainConfig", "TrainState", "TrainingDiverged",
+           "auto_steps_per_dispatch", "create_train_state", "ema_decay_schedule", "epoch_batch_fn",
+           "epoch_indices", "fit", "lr_schedule", "make_mesh", "make_multi_step", "make_optimizer",
+           "make_train_step", "model_denoiser", "model_velocity", "replicate", "shard_batch"]
 
 DEVICE_DATA_MAX_BYTES = 1 << 30  # larger training sets stay on the host (one step per call)
 AUTO_STEPS_PER_DISPATCH = 10  # for conv-free models; groups also end at log / checkpoint steps
@@ -81,47 +81,6 @@ def model_velocity(graphdef, params, rest=None) -> jax.tree_util.Partial:
     """``v(x_t, t, cond)`` with float flow times; the model sees ``t * 1000`` as in training."""
     return jax.tree_util.Partial(_Apply(graphdef, FLOW_TIME_SCALE), params,
                                  nnx.State({}) if rest is None else rest)
-
-
-# ---------------------------------------------------------------- batches addressable by step
-
-class EpochBatches:
-    """``batch_fn(step)``: batch ``step`` of :func:`diffusion_jax.data.batches`' stream.
-
-    Step ``s`` is batch ``s % per_epoch`` of epoch ``s // per_epoch``, whose order is
-    ``permutation(fold_in(key, epoch), N)`` (last partial batch dropped). It also carries
-    ``key``, ``images``, ``labels`` and ``batch_size``, so :func:`fit` can upload the data
-    once and gather the same batches on the devices (:func:`epoch_indices`).
-    """
-
-    def __init__(self, key, images, labels, batch_size: int):
-        n = len(images)
-        if labels is not None and len(labels) != n:
-            raise ValueError(f"images and labels differ in length: {n} vs {len(labels)}")
-        if n // batch_size < 1:
-            raise ValueError(f"batch_size {batch_size} needs at least that many examples, got {n}")
-        self.key, self.images, self.labels, self.batch_size = key, images, labels, int(batch_size)
-        self.per_epoch = n // self.batch_size
-        self._order = functools.lru_cache(maxsize=2)(
-            lambda epoch: np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n)))
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.asarray(self.images).nbytes + (0 if self.labels is None else np.asarray(self.labels).nbytes))
-
-    def indices(self, step: int) -> np.ndarray:
-        """Row indices ``(B,)`` of batch ``step`` (host twin of :func:`epoch_indices`)."""
-        return self._order(step // self.per_epoch)[(step % self.per_epoch) * self.batch_size:][:self.batch_size]
-
-    def __call__(self, step: int):
-        idx = self.indices(step)
-        return self.images[idx], (None if self.labels is None else self.labels[idx])
-
-
-def epoch_batch_fn(key, images, labels, batch_size: int) -> EpochBatches:
-    """``batch_fn(step)`` returning batch ``step`` of :func:`diffusion_jax.data.batches`:
-    the same stream, but addressable by step so a resumed run continues it."""
-    return EpochBatches(key, images, labels, batch_size)
 
 
 # ---------------------------------------------------------------- compiled programs, cached
@@ -162,7 +121,9 @@ class _HostFeed:
         if images.shape[0] != self.config.batch_size:  # a new shape would also recompile
             raise ValueError(f"batch_fn({step}) gave {images.shape[0]} images, config.batch_size "
                              f"is {self.config.batch_size}")
-        key = np.asarray(jax.random.fold_in(self.base_key, step))  # host value: any process count
+        key = jax.random.fold_in(self.base_key, step)
+        if jax.process_count() > 1:  # a host value, which every process holds alike
+            key = np.asarray(key)
         return self.step_fn(state, key, images, labels)
 
 

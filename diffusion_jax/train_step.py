@@ -6,6 +6,8 @@
 * :func:`make_train_step` returns ONE plain ``jax.jit`` function that merges the model
   inside (``nnx.split`` once, ``nnx.merge`` in the trace: no per-call ``nnx.jit``
   overhead), so it compiles once and never retraces for same-shaped batches.
+* :class:`EpochBatches` (from :func:`epoch_batch_fn`) is the batch stream addressable
+  by step, ``batch_fn(s)``; :func:`epoch_indices` is its traceable twin.
 * :func:`make_multi_step` runs up to K such steps in one call with the training set
   resident on the devices: step ``s`` gathers its own batch (:func:`epoch_indices`) and
   uses the key ``fold_in(base_key, s)``, exactly as the one-step loop would.
@@ -20,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding
@@ -193,6 +196,45 @@ def make_train_step(config: TrainConfig, schedule, null_label=None, *, mesh=None
     rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     return jax.jit(step_fn, donate_argnums=0, in_shardings=(rep, rep, data, data),
                    out_shardings=(rep, rep))
+
+
+class EpochBatches:
+    """``batch_fn(step)``: batch ``step`` of :func:`diffusion_jax.data.batches`' stream.
+
+    Step ``s`` is batch ``s % per_epoch`` of epoch ``s // per_epoch``, whose order is
+    ``permutation(fold_in(key, epoch), N)`` (last partial batch dropped). It also carries
+    ``key``, ``images``, ``labels`` and ``batch_size``, so :func:`fit` can upload the data
+    once and gather the same batches on the devices (:func:`epoch_indices`).
+    """
+
+    def __init__(self, key, images, labels, batch_size: int):
+        n = len(images)
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"images and labels differ in length: {n} vs {len(labels)}")
+        if n // batch_size < 1:
+            raise ValueError(f"batch_size {batch_size} needs at least that many examples, got {n}")
+        self.key, self.images, self.labels, self.batch_size = key, images, labels, int(batch_size)
+        self.per_epoch = n // self.batch_size
+        self._order = functools.lru_cache(maxsize=2)(
+            lambda epoch: np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n)))
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.asarray(self.images).nbytes + (0 if self.labels is None else np.asarray(self.labels).nbytes))
+
+    def indices(self, step: int) -> np.ndarray:
+        """Row indices ``(B,)`` of batch ``step`` (host twin of :func:`epoch_indices`)."""
+        return self._order(step // self.per_epoch)[(step % self.per_epoch) * self.batch_size:][:self.batch_size]
+
+    def __call__(self, step: int):
+        idx = self.indices(step)
+        return self.images[idx], (None if self.labels is None else self.labels[idx])
+
+
+def epoch_batch_fn(key, images, labels, batch_size: int) -> EpochBatches:
+    """``batch_fn(step)`` returning batch ``step`` of :func:`diffusion_jax.data.batches`:
+    the same stream, but addressable by step so a resumed run continues it."""
+    return EpochBatches(key, images, labels, batch_size)
 
 
 def epoch_indices(key, step, num_examples: int, batch_size: int):
