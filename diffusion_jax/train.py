@@ -15,7 +15,9 @@ The step itself lives in :mod:`diffusion_jax.train_step` and the mesh helpers in
   one-step loop.
 * Data parallelism is JAX's own SPMD: one ``"data"`` mesh over all devices of all
   processes (after :func:`diffusion_jax.distributed.initialize`), batch split, state
-  replicated. Every process runs ``fit`` alike; only process 0 writes logs and checkpoints.
+  replicated. Every process runs ``fit`` alike; only process 0 writes logs and checkpoints,
+  and every process reads the newest checkpoint to resume (processes on several machines
+  need ``out_dir`` on a shared file system).
 """
 
 from __future__ import annotations
