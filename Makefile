@@ -87,6 +87,8 @@ bench: setup bench-peer
 	$(BIN)/python bench/efficiency.py $(BENCH_ARGS)
 	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
 	$(BIN)/python bench/quality_vs_steps.py $(BENCH_ARGS)
+	$(BIN)/python bench/steps_per_dispatch.py $(BENCH_ARGS)
+	$(BIN)/python bench/time_to_quality.py $(BENCH_ARGS)
 
 # PyTorch + diffusers for the benchmarks' peer columns, in their own environment.
 bench-peer: $(PEER)/.installed

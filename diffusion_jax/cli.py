@@ -55,6 +55,14 @@ def _preset_flags(parser):
     parser.add_argument("--steps", type=int, default=0, help="training steps (default: the preset's)")
 
 
+def _cluster_flags(parser):
+    g = parser.add_argument_group("multi-process training (JAX's distributed runtime; start one process per id)")
+    g.add_argument("--coordinator-address", default=None,
+                   help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS; none = one process)")
+    g.add_argument("--num-processes", type=int, default=None, help="processes in the run (default: $JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, help="this process, 0..N-1 (default: $JAX_PROCESS_ID)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from diffusion_jax.demo import DemoConfig
     from diffusion_jax.sampling import SAMPLERS
@@ -66,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_flags(cmd["toy"], ToyDemoConfig)
     _add_dataclass_flags(cmd["demo"], DemoConfig)
     _preset_flags(cmd["train"])
+    _cluster_flags(cmd["train"])
     _preset_flags(cmd["sample"])
     s = cmd["sample"]
     s.add_argument("--per-class", type=int, default=8, help="samples per class (default: 8)")
@@ -86,11 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args):
+    from diffusion_jax import distributed
+
+    # Before anything touches a JAX device; a no-op unless a cluster is asked for.
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    import jax
+
     from diffusion_jax import pipeline
 
     preset = pipeline.get_preset(args.preset, **({"steps": args.steps} if args.steps else {}))
-    pipeline.train(preset)
-    print(f"trained {preset.name} ({preset.train.steps} steps): {pipeline.run_dir(preset)}")
+    pipeline.train(preset, progress=distributed.is_main_process())
+    if distributed.is_main_process():
+        procs = f", {jax.process_count()} processes" if jax.process_count() > 1 else ""
+        print(f"trained {preset.name} ({preset.train.steps} steps{procs}): {pipeline.run_dir(preset)}")
 
 
 def _sample(args):

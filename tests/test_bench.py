@@ -62,3 +62,28 @@ def test_missing_peer_env_is_reported_not_raised(tmp_path, capsys):
         C.Peer(python=tmp_path / "no-such-python")
     assert C.open_peer(False) is None
     assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_time_to_quality_quick_run_writes_points_and_a_plot(tmp_path):
+    """Smoke run of bench/time_to_quality.py (the DiT preset: the cheapest to compile)."""
+    import math
+    import subprocess
+    import sys
+
+    out = tmp_path / "ttq.json"
+    proc = subprocess.run([sys.executable, str(_PATH.parent / "time_to_quality.py"), "--quick", "--preset", "mnist-dit",
+                           "--out", str(out), "--run-root", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())["results"]
+    points = res["points"]
+    assert [p["step"] for p in points] == [3, 6]  # --quick: 6 steps, scored every 3
+    assert [p["images_seen"] for p in points] == [3 * 32, 6 * 32]
+    assert 0 < points[0]["train_s"] < points[1]["train_s"]  # fit's clock, from its log
+    for p in points:
+        assert p["num_samples"] == 30 and 0.0 <= p["accuracy"] <= 1.0 and math.isfinite(p["fid"])
+    hit = res["time_to_target"]
+    assert hit is None or hit["step"] == next(p["step"] for p in points if p["accuracy"] >= res["target"])
+    assert "time to >= 98% right-class samples" in proc.stdout
+    assert out.with_suffix(".png").stat().st_size > 1000

@@ -166,6 +166,8 @@ out = tempfile.mkdtemp()
 s4 = train.fit(T.Tiny(rngs=nnx.Rngs(0)), cfg, T.SCHED, batch_fn, out_dir=out, null_label=T.NULL,
                progress=False)  # default mesh: all 4 devices
 loss4 = [json.loads(l)["loss"] for l in open(os.path.join(out, "log.jsonl"))]
+s4k = train.fit(T.Tiny(rngs=nnx.Rngs(0)), cfg, T.SCHED, batch_fn, out_dir=tempfile.mkdtemp(), null_label=T.NULL,
+                progress=False, steps_per_dispatch=2)  # 2 steps per call, batches gathered on the mesh
 mesh1 = train.make_mesh(jax.devices()[:1])
 step1 = train.make_train_step(cfg, T.SCHED, T.NULL, mesh=mesh1)
 s1, loss1 = train.replicate(mesh1, train.create_train_state(T.Tiny(rngs=nnx.Rngs(0)), cfg)), []
@@ -173,8 +175,9 @@ for s in range(cfg.steps):
     x, y = train.shard_batch(mesh1, *batch_fn(s))
     s1, m = step1(s1, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), s), x, y)
     loss1.append(float(m["loss"]))
-p4, p1 = jax.tree.leaves(s4), jax.tree.leaves(s1)
+p4, p1, p4k = jax.tree.leaves(s4), jax.tree.leaves(s1), jax.tree.leaves(s4k)
 print(json.dumps({"loss4": loss4, "loss1": loss1, "cache1": step1._cache_size(),
+    "close_k": all(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6) for a, b in zip(p4k, p1)),
     "devices4": min(len(x.sharding.device_set) for x in p4),
     "max_rel": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / (np.abs(np.asarray(b)) + 1e-6)))
                    for a, b in zip(p4, p1)),
@@ -192,6 +195,7 @@ def test_data_parallel_on_4_devices_matches_1_device():
     assert len(r["loss4"]) == len(r["loss1"]) == 5 and r["cache1"] == 1
     np.testing.assert_allclose(r["loss4"], r["loss1"], rtol=1e-5)
     assert r["close"], f"params differ: max relative difference {r['max_rel']}"
+    assert r["close_k"]  # 2 steps per call on the 4-device mesh: the same parameters
 
 
 # ---------------------------------------------------------------- fit: resume, divergence
@@ -257,9 +261,118 @@ def test_fit_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_config_validation():
-    for bad in ({"objective": "score"}, {"prediction": "noise"}, {"cond_dropout": 1.5}, {"steps": 0}):
+    for bad in ({"objective": "score"}, {"prediction": "noise"}, {"cond_dropout": 1.5}, {"steps": 0},
+                {"ema_warmup": -1}, {"ema_warmup": 1}):
         with pytest.raises(ValueError):
             train.TrainConfig(**bad)
+
+
+# ---------------------------------------------------------------- data on the devices, K steps per call
+
+@pytest.mark.parametrize("typed_key", [False, True])
+def test_epoch_indices_on_device_are_the_batch_fn_rows(typed_key):
+    images, labels = dataset(20)
+    key = jax.random.key(5) if typed_key else jax.random.PRNGKey(5)
+    fn = train.epoch_batch_fn(key, images, labels, 8)  # 2 batches per epoch, 4 rows dropped
+    rows = jax.jit(lambda k, s: train.epoch_indices(k, s, 20, 8))
+    for s in range(9):  # crosses four epoch boundaries
+        idx = np.asarray(rows(key, jnp.int32(s)))
+        np.testing.assert_array_equal(idx, fn.indices(s))
+        np.testing.assert_array_equal(images[idx], fn(s)[0])
+    assert len({tuple(np.sort(np.concatenate([fn.indices(2 * e), fn.indices(2 * e + 1)]))) for e in range(3)}) == 3
+
+
+def _log(path):
+    return [json.loads(line) for line in (path / "log.jsonl").read_text().splitlines()]
+
+
+def test_k_steps_per_call_equal_single_steps_across_epochs_and_a_mid_group_resume(tmp_path):
+    """24 examples, batch 8: 3 steps per epoch; K = 4: groups cross epoch boundaries, and
+    log / checkpoint steps (every 5) cut groups short, as does the stop at step 7."""
+    images, labels = dataset(24)
+    batch_fn = train.epoch_batch_fn(jax.random.PRNGKey(0), images, labels, 8)
+    fit = lambda cfg, d, **kw: train.fit(Tiny(rngs=nnx.Rngs(0)), cfg, SCHED, batch_fn, out_dir=tmp_path / d,
+                                         null_label=NULL, progress=False, **kw)
+    stop7 = train.TrainConfig(**{**CFG.__dict__, "steps": 7})
+    host = fit(CFG, "host", steps_per_dispatch=1)  # the reference: host batches, one step per call
+    on_device = fit(CFG, "dev1", device_data=True)  # data on the devices, one step per call
+    multi = fit(CFG, "k4", steps_per_dispatch=4)
+    auto = fit(CFG, "auto")  # the default for a conv-free model: AUTO_STEPS_PER_DISPATCH
+    fit(stop7, "k4_resumed", steps_per_dispatch=4)
+    resumed = fit(CFG, "k4_resumed", steps_per_dispatch=4)  # restarts at 7, inside a group of 4
+    fit(stop7, "mixed", steps_per_dispatch=1)
+    mixed = fit(CFG, "mixed", steps_per_dispatch=4)  # host run resumed with 4 steps per call
+    for other in (on_device, multi, auto, resumed, mixed):
+        assert int(other.step) == 20
+        assert_trees_close(other, host)
+    with pytest.raises(AssertionError):  # the comparison can fail: a shorter run differs
+        assert_trees_close(fit(stop7, "short", steps_per_dispatch=4).params, host.params)
+    ref = _log(tmp_path / "host")
+    for d in ("dev1", "k4", "auto"):
+        assert [r["step"] for r in _log(tmp_path / d)] == [5, 10, 15, 20]
+        np.testing.assert_allclose([r["loss"] for r in _log(tmp_path / d)], [r["loss"] for r in ref], rtol=1e-6)
+    assert [r["step"] for r in _log(tmp_path / "k4_resumed")] == [5, 7, 10, 15, 20]
+    kept = [p.name for p in ckpt.list_checkpoints(tmp_path / "k4_resumed" / "checkpoints")]
+    assert kept == ["step_00000010", "step_00000015", "step_00000020"]
+    multi_programs = [fn for key, (_, fn) in train._STEP_CACHE.items() if key[-1] == 4]
+    assert [fn._cache_size() for fn in multi_programs] == [1]  # every group length: one program
+
+
+def test_fit_dispatch_arguments_are_checked():
+    images, labels = dataset(24)
+    epochs = train.epoch_batch_fn(jax.random.PRNGKey(0), images, labels, 8)
+    plain = lambda s: epochs(s)
+    run = lambda fn, **kw: train.fit(Tiny(rngs=nnx.Rngs(0)), CFG, SCHED, fn, out_dir="/nonexistent/never-written",
+                                     null_label=NULL, progress=False, **kw)
+    with pytest.raises(ValueError, match="steps_per_dispatch must be a positive integer or None"):
+        run(epochs, steps_per_dispatch=0)
+    with pytest.raises(ValueError, match="steps_per_dispatch=2 needs the data on the devices"):
+        run(plain, steps_per_dispatch=2)
+    with pytest.raises(ValueError, match="steps_per_dispatch=2 needs the data on the devices"):
+        run(epochs, steps_per_dispatch=2, device_data=False)
+    with pytest.raises(ValueError, match="steps_per_dispatch must be a positive integer or None"):
+        run(epochs, steps_per_dispatch=1.5)
+    with pytest.raises(ValueError, match="device_data=True needs the batch_fn from epoch_batch_fn"):
+        run(plain, device_data=True)
+    with pytest.raises(ValueError, match="batch_size 4, config.batch_size is 8"):
+        run(train.epoch_batch_fn(jax.random.PRNGKey(0), images, labels, 4))
+
+
+def test_auto_steps_per_dispatch_only_for_conv_free_models_with_device_data(monkeypatch):
+    from diffusion_jax.models import UNet, UNetConfig
+
+    images, labels = dataset(24)
+    epochs = train.epoch_batch_fn(jax.random.PRNGKey(0), images, labels, 8)
+    mlp = train.create_train_state(Tiny(rngs=nnx.Rngs(0)), CFG)
+    net = UNetConfig(channels=(8, 16), attention_levels=(), groups=4, num_classes=NUM_CLASSES)
+    unet = jax.eval_shape(lambda: train.create_train_state(UNet(net, rngs=nnx.Rngs(0)), CFG))  # shapes only
+    assert train.auto_steps_per_dispatch(mlp, epochs) == train.AUTO_STEPS_PER_DISPATCH > 1
+    assert train.auto_steps_per_dispatch(unet, epochs) == 1  # convolutions: one step per call
+    assert train.auto_steps_per_dispatch(mlp, lambda s: epochs(s)) == 1  # no data to upload
+    monkeypatch.setattr(train, "DEVICE_DATA_MAX_BYTES", epochs.nbytes - 1)
+    assert train.auto_steps_per_dispatch(mlp, epochs) == 1  # too large to copy to every device
+
+
+# ---------------------------------------------------------------- EMA warm-up
+
+def test_ema_warmup_follows_its_closed_form():
+    config = train.TrainConfig(batch_size=8, lr=1e-2, warmup_steps=1, ema_decay=0.9, ema_warmup=4,
+                               cond_dropout=0.0)
+    decay = train.ema_decay_schedule(config)
+    # min(0.9, (1 + t) / (4 + t)): 1/4, 2/5, 3/6, ..., reaching 0.9 at t = 26
+    np.testing.assert_allclose([float(decay(jnp.int32(t))) for t in (0, 1, 2, 26, 100)],
+                               [0.25, 0.4, 0.5, 0.9, 0.9], rtol=1e-6)
+    assert train.ema_decay_schedule(train.TrainConfig(ema_decay=0.9))(jnp.int32(0)) == 0.9  # off: constant
+    state = train.create_train_state(Tiny(rngs=nnx.Rngs(0)), config)
+    step = train.make_train_step(config, SCHED, NULL)
+    images, labels = (jnp.asarray(a) for a in dataset(8))
+    ema = [np.asarray(x, np.float64) for x in leaves(state.ema_params)]  # NumPy float64 referee
+    for t in range(3):
+        state, _ = step(state, jax.random.PRNGKey(t), images, labels)
+        d = min(0.9, (1 + t) / (4 + t))
+        ema = [d * e + (1 - d) * np.asarray(p, np.float64) for e, p in zip(ema, leaves(state.params))]
+        for got, want in zip(leaves(state.ema_params), ema):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- checkpoints
