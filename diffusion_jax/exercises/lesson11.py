@@ -23,7 +23,8 @@ from diffusion_jax import (
     timesteps,
 )
 from diffusion_jax import parameterization as P
-from diffusion_jax.exercises._core import register, register_answer
+from diffusion_jax.exercises._answers import register_answer
+from diffusion_jax.exercises._core import register
 from diffusion_jax.models import dit, embeddings
 from diffusion_jax.models.vae import latent_scale_factor
 
