@@ -89,8 +89,10 @@ class _StripArray(ast.NodeTransformer):
         return node
 
 
-def formula_fragments(code: str) -> set[str]:
-    """Canonical forms of the formula-bearing expressions in a solution block."""
+def formula_fragments(code: str, min_size: int = 2) -> set[str]:
+    """Canonical forms of the formula-bearing expressions in a solution block: two or more
+    operations (arithmetic or known functions) when ``min_size`` is 2; hints before the
+    last may name a single coefficient such as ``sqrt(1 - ab)``, so for them it is 3."""
     tree = _StripArray().visit(ast.parse(textwrap.dedent(code)))
     frags = set()
     for node in ast.walk(tree):
@@ -99,7 +101,7 @@ def formula_fragments(code: str) -> set[str]:
         binops = sum(isinstance(n, ast.BinOp) and isinstance(n.op, ARITH) for n in ast.walk(node))
         calls = sum(isinstance(n, ast.Call) and getattr(n.func, "attr", getattr(n.func, "id", "")) in FUNCS
                     for n in ast.walk(node))
-        if binops >= 2 or (binops >= 1 and calls >= 1) or calls >= 2:
+        if binops + calls >= min_size:
             frag = canonical(ast.unparse(node))
             if len(frag) >= 7:
                 frags.add(frag)
@@ -115,13 +117,14 @@ def telling_calls(code: str) -> set[str]:
 
 def leaks(code: str, texts: dict[str, str], *, calls_in=()) -> list[str]:
     """Which of ``texts`` (what -> text) contain a formula fragment of ``code`` (or, for the
-    texts named in ``calls_in``, a telling function name)."""
-    frags = formula_fragments(code)
+    texts named in ``calls_in``, a telling function name). Texts named "hint ..." are
+    checked for fragments of three or more operations only."""
+    frags, big = formula_fragments(code), formula_fragments(code, min_size=3)
     names = telling_calls(code)
     found = []
     for what, text in texts.items():
         canon = canonical(text)
-        found += [f"{what} contains {f!r}" for f in frags if f in canon]
+        found += [f"{what} contains {f!r}" for f in (big if what.startswith("hint") else frags) if f in canon]
         if what in calls_in:
             found += [f"{what} names {n}()" for n in names
                       if re.search(rf"\b(?:jnp|np|numpy|jax\.numpy|scipy\.linalg)\.{n}\b|\b{n}\(", text)]
@@ -159,7 +162,9 @@ def test_the_leak_detector_finds_a_formula_written_differently():
                "return jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * eps"
     leaky = '"""returns x_t = sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * eps"""'
     assert leaks(solution, {"stub": leaky})
-    assert leaks("return jnp.cumprod(1.0 - jnp.asarray(betas))", {"hint": "use jnp.cumprod(1 - betas)"})
+    assert leaks("return jnp.cumprod(1.0 - jnp.asarray(betas))", {"stub": "use jnp.cumprod(1 - betas)"})
+    assert leaks(solution, {"hint 1 of 3": "it is sqrt(ab) * x0 + sqrt(1 - ab) * eps"})
+    assert not leaks(solution, {"hint 1 of 3": "one coefficient is sqrt(1 - ab)"})
     assert leaks("return jnp.cumprod(1.0 - betas)", {"stub": "(jnp.cumprod)"}, calls_in=("stub",))
     assert leaks("return ab / (1.0 - ab)", {"stub": "SNR = ᾱ / (1 − ᾱ)"})
     clean = '"""returns: x_t, same shape as x0; row b is noised to timestep t[b]"""'
