@@ -31,7 +31,7 @@ from flax import nnx
 
 from diffusion_jax import data
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 from diffusion_jax.models import DiT, MMDiTBlock, UNet, forward_flops, param_count
 from diffusion_jax.models import dit as dit_lib
 from diffusion_jax.models.common import attention
@@ -294,11 +294,10 @@ def sinusoidal_embedding(t, dim):
     """Sinusoidal timestep embedding.
 
     t: shape (B,), integer or fractional timesteps; dim: even width.
-    With half = dim // 2 and frequencies f_i = exp(-log(10000) * i / half) for i = 0..half-1,
-    return the (B, dim) float32 array [cos(t * f_0..f_{half-1}), sin(t * f_0..f_{half-1})].
+    returns: (B, dim) float32, the library's embedding (section 2): dim // 2 frequencies from 1 down
+    to about 1/10000, all cosines first, then all sines.
     """
     ### BEGIN SOLUTION
-    # HINT: args = t[:, None] * freqs[None, :] with freqs = exp(-log(10000) * arange(half) / half); concatenate cos then sin
     half = dim // 2
     freqs = jnp.exp(-jnp.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
     args = jnp.asarray(t, jnp.float32)[:, None] * freqs[None, :]
@@ -314,11 +313,10 @@ def film(h, scale, shift):
     """FiLM / AdaGN modulation.
 
     h: features of shape (B, ..., C) (e.g. (B, H, W, C) or (B, N, C)); scale, shift: (B, C).
-    Return h * (1 + scale) + shift, with scale and shift applied per sample and per channel
-    at every position of h.
+    returns: h modulated as in section 3, per sample and per channel at every position of h;
+    scale = shift = 0 returns h unchanged.
     """
     ### BEGIN SOLUTION
-    # HINT: reshape scale and shift to (B, 1, ..., 1, C) with as many 1s as h has middle axes
     shape = scale.shape[:1] + (1,) * (h.ndim - 2) + scale.shape[-1:]
     return h * (1 + scale.reshape(shape)) + shift.reshape(shape)
     ### END SOLUTION
@@ -331,11 +329,11 @@ check("film", film)
 def patchify(x, p):
     """Cut images into DiT tokens.
 
-    x: (B, H, W, C) with H and W divisible by p. Return (B, (H/p)*(W/p), p*p*C): token
-    i * (W/p) + j is patch (i, j), its pixels flattened row-major over (row in patch, column, channel).
+    x: (B, H, W, C) with H and W divisible by p.
+    returns: (B, (H/p)*(W/p), p*p*C): token i * (W/p) + j is patch (i, j), its pixels flattened
+    row-major over (row in patch, column, channel).
     """
     ### BEGIN SOLUTION
-    # HINT: reshape to (B, H/p, p, W/p, p, C), transpose to (B, H/p, W/p, p, p, C), reshape to tokens
     b, h, w, c = x.shape
     x = x.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(b, (h // p) * (w // p), p * p * c)
@@ -343,6 +341,27 @@ def patchify(x, p):
 
 
 check("patchify", patchify)
+
+# %% [markdown]
+# A DiT's output tokens must become an image again. Write the inverse of `patchify`; the
+# grader feeds it tokens made by the library's `patchify`, including a non-square image.
+
+
+# %% tags=["exercise"]
+def unpatchify(tokens, p, H, W, C):
+    """Tokens back to images: the exact inverse of patchify.
+
+    tokens: (B, (H/p)*(W/p), p*p*C) as patchify makes them; p, H, W, C: ints.
+    returns: (B, H, W, C) with patchify(unpatchify(tokens, p, H, W, C), p) == tokens.
+    """
+    ### BEGIN SOLUTION
+    b = tokens.shape[0]
+    x = tokens.reshape(b, H // p, W // p, p, p, C).transpose(0, 1, 3, 2, 4, 5)  # (B, H/p, py, W/p, px, C)
+    return x.reshape(b, H, W, C)
+    ### END SOLUTION
+
+
+check("unpatchify", unpatchify)
 
 # %% [markdown]
 # ## Check your understanding
