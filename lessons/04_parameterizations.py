@@ -122,10 +122,12 @@ log_snr = np.asarray(sched.log_snr)
 snr_all = np.asarray(sched.snr)
 gamma = 5.0
 fig, ax = plt.subplots(figsize=(6, 3.6))
-ax.semilogy(log_snr, snr_all, label="plain ε-MSE  (weight SNR)")
-ax.semilogy(log_snr, snr_all + 1, "--", label="plain v-MSE  (weight SNR + 1)")
-ax.semilogy(log_snr, np.ones_like(snr_all), label="plain x₀-MSE  (weight 1)")
-ax.semilogy(log_snr, np.minimum(snr_all, gamma), lw=3, alpha=0.6, label=f"min-SNR, γ = {gamma:g}")
+# ε-MSE shares its line with v-MSE on the right and with min-SNR on the left: draw it wide
+# and pale underneath, the others narrow on top, so all four stay visible
+ax.semilogy(log_snr, snr_all, lw=6, alpha=0.35, color="C0", label="plain ε-MSE  (weight SNR)")
+ax.semilogy(log_snr, snr_all + 1, "--", color="C1", label="plain v-MSE  (weight SNR + 1)")
+ax.semilogy(log_snr, np.ones_like(snr_all), color="C2", label="plain x₀-MSE  (weight 1)")
+ax.semilogy(log_snr, np.minimum(snr_all, gamma), ":", lw=2, color="C3", label=f"min-SNR, γ = {gamma:g}")
 ax.set_xlabel("log-SNR   (left: noisy, right: clean)")
 ax.set_ylabel("implied weight on x₀-MSE")
 ax.set_title("How much each loss cares about the x₀ error, linear schedule", fontsize=10)

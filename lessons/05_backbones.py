@@ -182,15 +182,17 @@ print("conditioned patch (weights @ values):", [round(float(v), 3) for v in patc
 
 # %%
 digits = data.load_dataset("mnist")
-x = jnp.asarray(data.to_float(digits.images[:1]))  # (1, 28, 28, 1) in [-1, 1]
+pick = int(np.flatnonzero(digits.labels == 7)[0])  # the file is sorted by class: the first image is a 0
+x = jnp.asarray(data.to_float(digits.images[pick:pick + 1]))  # (1, 28, 28, 1) in [-1, 1]
 p = DIT_PRESETS["tiny"].patch_size
 patches = dit_lib.patchify(x, p)  # (1, 49, 16)
 back = dit_lib.unpatchify(patches, p, 28, 28, 1)
-print(f"digit {digits.labels[0]}: image {x.shape} -> tokens {patches.shape}; round trip exact: {bool(jnp.all(back == x))}")
+print(f"digit {digits.labels[pick]}: image {x.shape} -> tokens {patches.shape}; round trip exact: {bool(jnp.all(back == x))}")
 
 g = 28 // p
-fig = plt.figure(figsize=(9, 3.4))
-ax = fig.add_subplot(1, 3, 1)
+fig = plt.figure(figsize=(9.5, 3.4))
+left = fig.add_gridspec(1, 2, left=0.02, right=0.62, bottom=0.15, top=0.86, wspace=0.45)
+ax = fig.add_subplot(left[0, 0])
 ax.imshow(x[0, ..., 0], cmap="gray", vmin=-1, vmax=1)
 ax.set_title(f"digit, {g}x{g} grid of {p}x{p} patches", fontsize=9)
 ax.set_xticks(np.arange(-0.5, 28, p), minor=False)
@@ -198,7 +200,7 @@ ax.set_yticks(np.arange(-0.5, 28, p), minor=False)
 ax.grid(color="C1", lw=0.8)
 ax.set_xticklabels([])
 ax.set_yticklabels([])
-ax = fig.add_subplot(1, 3, 2)
+ax = fig.add_subplot(left[0, 1])
 ax.imshow(np.asarray(patches[0]), cmap="gray", vmin=-1, vmax=1, aspect="auto")
 ax.set_title("tokens (rows) x patch pixels (cols)", fontsize=9)
 ax.set_xlabel("16 pixel values")
