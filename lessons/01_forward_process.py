@@ -28,6 +28,9 @@
 # `✘ q_sample: not implemented yet — …` until you fill them in. Everything else runs as is.
 # Stuck? `hint("q_sample")` prints a first hint; call it again for a more specific one (the
 # last one gives the formula away, so try the earlier ones first).
+# To see how far you are in the whole course, save your notebooks and run
+# `from diffusion_jax.exercises import show_progress; show_progress()` (or
+# `diffusion-jax progress` in a terminal).
 
 # %%
 import jax
