@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from diffusion_jax import cli
-from diffusion_jax.exercises import _answers, get_exercise, grading, progress, quiz, report
+from diffusion_jax.exercises import _answers, get_exercise, grading, progress, quiz
 
 REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("jupytext")
