@@ -160,8 +160,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import nbformat
-
+    try:
+        import jupytext  # noqa: F401 - reads the lesson sources
+        import nbformat
+    except ImportError as err:
+        raise ValueError(f"quiz needs {err.name}: pip install -e '.[lessons]'") from None
     out = Path(args.out)
     if out.suffix != ".ipynb":
         raise ValueError(f"--out: the quiz is a notebook, give a path ending in .ipynb, got {args.out}")
