@@ -16,10 +16,6 @@ its names says which module failed.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import re
-import warnings
 
 from diffusion_jax.exercises._answers import (
     AnswerQuestion,
@@ -35,7 +31,6 @@ from diffusion_jax.exercises._core import (
     ExerciseFailed,
     Result,
     Variant,
-    _IMPORT_ERRORS,
     case,
     check,
     exercise_names,
@@ -74,12 +69,7 @@ __all__ = [
     "t_rows",
 ]
 
-_LESSON_MODULE = re.compile(r"lesson\d+$")
-
-
-def lesson_modules() -> list[str]:
-    """Names (``lesson01``, ...) of the lesson exercise modules in this package."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if _LESSON_MODULE.match(m.name))
+from diffusion_jax.exercises._registry import lesson_modules, load_all  # noqa: E402
 
 
 def show_progress(folder=None, *, lessons=None):
@@ -90,13 +80,4 @@ def show_progress(folder=None, *, lessons=None):
     return show(folder, lessons=lessons)
 
 
-def _import_lessons() -> None:
-    for mod in lesson_modules():
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except Exception as err:  # keep the other lessons' exercises usable
-            _IMPORT_ERRORS[mod] = f"{type(err).__name__}: {err}"
-            warnings.warn(f"diffusion_jax.exercises.{mod} failed to import: {err}", stacklevel=2)
-
-
-_import_lessons()
+load_all()

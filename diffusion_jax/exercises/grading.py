@@ -157,7 +157,9 @@ STARTUP_TIMEOUT = 180.0  # seconds a worker may take to import JAX and the exerc
 
 
 def _worker(paths: list[str]) -> int:
-    import diffusion_jax.exercises  # noqa: F401 - import before the clock starts for the first notebook
+    from diffusion_jax.exercises._registry import load_all
+
+    load_all()  # every lesson's exercises, before the clock starts for the first notebook
 
     print(json.dumps({"ready": True}), flush=True)
     for p in paths:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 
+import jax
 import numpy as np
 
 from diffusion_jax import governance, metrics
@@ -199,7 +200,7 @@ def _mmd_with(drop_diagonal, pairs):
 register(
     "fix_mmd",
     lesson=LESSON,
-    reference=lambda x, y: metrics.kid(x, y, num_subsets=1, subset_size=len(x))[0],
+    reference=lambda x, y: metrics.kid(jax.random.key(0), x, y, num_subsets=1, subset_size=len(x))[0],
     cases=_mmd_cases,
     hints=(
         "An unbiased estimate averages k over pairs of DIFFERENT samples. Which terms of kxx and kyy pair "

@@ -23,14 +23,17 @@ DEFAULT_DIR = Path("build") / "learner"
 
 
 def expected_names(lesson: str) -> list[str]:
-    from diffusion_jax.exercises import answer_names, exercise_names
+    from diffusion_jax.exercises._answers import answer_names
+    from diffusion_jax.exercises._core import exercise_names
+    from diffusion_jax.exercises._registry import load_all
 
+    load_all()
     return sorted(exercise_names(lesson=lesson) + answer_names(lesson=lesson))
 
 
 def registered_lessons() -> list[str]:
     """Lessons with an exercise module (``lessonNN.py``) that registers something."""
-    from diffusion_jax.exercises import lesson_modules
+    from diffusion_jax.exercises._registry import lesson_modules
 
     return [m[-2:] for m in lesson_modules() if expected_names(m[-2:])]
 
