@@ -191,7 +191,8 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | Non
     path (default: ``ddim`` for diffusion, ``euler`` for flow); ``num_steps``: default the
     preset's ``sampler_steps`` (all T for ``ddpm``); ``grid_options``: ``eta``,
     ``spacing``, ``shift``, ``karras`` as :func:`sampling.make_grid` takes them. Row ``i``
-    depends only on ``(key, i)``: ``batch_size`` changes memory, not the images.
+    depends only on ``(key, i)``: ``batch_size`` changes memory, not the images. The rows
+    of a chunk are split over all local devices (the CLI makes one per CPU core).
     Latent presets are decoded by their VAE.
     """
     name = sampler or preset.samplers[0]
@@ -208,7 +209,8 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | Non
     grid = sampling.make_grid(name, steps, schedule=schedule, **grid_options)
     d = denoiser(state, preset, guidance_scale)
     shape = (len(labels),) + model_input_shape(preset)
-    x = np.asarray(sampling.sample(name, key, d, shape, labels.astype(np.int32), grid=grid, chunk_size=batch_size))
+    x = np.asarray(sampling.sample(name, key, d, shape, labels.astype(np.int32), grid=grid, chunk_size=batch_size,
+                                   devices=jax.local_devices()))
     if preset.is_latent:
         x = codec(preset).decode(x)
     return np.clip(x, -1.0, 1.0)
