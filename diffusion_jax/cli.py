@@ -447,6 +447,8 @@ def _load_samples(path_text: str, dataset: str, value_range: str):
         raise UsageError(f"{what}: no such file")
     if path.is_dir():
         raise UsageError(f"{what} is a folder; expected an .npz file such as outputs/sample/samples.npz")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{what} cannot be read (permission denied)")
     if not zipfile.is_zipfile(path):
         kind = "a .npy array" if path.read_bytes()[:6] == b"\x93NUMPY" else "not an .npz archive"
         raise UsageError(f"{what} is {kind}; expected an .npz with an 'images' array "

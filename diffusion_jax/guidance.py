@@ -120,7 +120,7 @@ def guided_denoiser(denoise, scale, null_cond, *, rescale: float = 0.0):
         raise ValueError(f"scale (the guidance scale s) must be a finite number, got {scale}")
     try:
         null = jnp.asarray(null_cond)
-    except TypeError:
+    except (TypeError, ValueError):
         null = None
     if null is None or not (jnp.issubdtype(null.dtype, jnp.integer) or jnp.issubdtype(null.dtype, jnp.floating)):
         raise TypeError(f"null_cond must be the null condition (e.g. the null class label), got {null_cond!r}")
