@@ -354,7 +354,10 @@ def _check_sample(args, preset):
     if args.eta and preset.is_flow:
         raise UsageError(f"--eta does not apply to {preset.name}: a flow model is sampled as a deterministic ODE")
     if args.sampler_steps is not None:
-        top = None if preset.is_flow else schedules.make_schedule(preset.schedule).num_timesteps
+        import jax
+
+        # eval_shape reads T without building the schedule on a device.
+        top = None if preset.is_flow else jax.eval_shape(lambda: schedules.make_schedule(preset.schedule)).num_timesteps
         with _usage():
             check_int(args.sampler_steps, name="--sampler-steps", min=1, max=top)
     return name
@@ -578,15 +581,14 @@ def main(argv=None) -> int:
     """Run one command; returns the exit status (0, 1 or 2, see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _command_in(argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    prog = f"{PROG} {name}" if name else PROG
     try:
-        parser = build_parser(only={name} if name else set())
-        args = parser.parse_args(argv)
-    except SystemExit as done:  # --help, --version, or a usage error already printed
-        return int(done.code or 0) if not isinstance(done.code, str) else 2
-    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    prog = f"{PROG} {args.command}"
-    _use_all_cores()
-    try:
+        try:
+            args = build_parser(only={name} if name else set()).parse_args(argv)
+        except SystemExit as done:  # --help, --version, or a usage error already printed
+            return done.code if isinstance(done.code, int) else 2
+        _use_all_cores()
         return int(COMMANDS[args.command].run(args) or 0)
     except UsageError as err:
         if debug:

@@ -86,7 +86,7 @@ def check_config(cfg: DemoConfig, *, as_flags: bool = False) -> DemoConfig:
     if not preset.is_flow:
         from diffusion_jax import schedules
 
-        T = schedules.make_schedule(preset.schedule).num_timesteps
+        T = jax.eval_shape(lambda: schedules.make_schedule(preset.schedule)).num_timesteps  # no device work
         if cfg.sampler_steps > T:
             raise ValueError(f"{n('sampler_steps')} must be <= {T} (the schedule's T), got {cfg.sampler_steps}")
     if cfg.steps and not cfg.train:

@@ -4,8 +4,10 @@ right exit status, no traceback, and nothing written.
 Every case runs ``python -m diffusion_jax`` as a subprocess in its own empty working
 folder with its own empty model cache; afterwards that folder must still be empty (no
 output, no half-written file, no cache entry) and the shared input files unchanged.
-The checks run before any model is imported or any JAX work starts, so a case costs
-about a second; the table runs a few processes at a time.
+The checks run before JAX touches a device: the cases (all but ``demo``'s, whose module
+makes a key on import) run with ``JAX_PLATFORMS`` naming a platform that does not exist,
+so a check that came after any JAX work would fail with a different message. A case
+costs one to two seconds of start-up; the table runs a few processes at a time.
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ def _run(case, inputs: pathlib.Path, work: pathlib.Path):
                MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
     if name == "train-cache-is-file":
         env["DIFFUSION_JAX_CACHE"] = str(inputs / "afile")
+    if argv[:1] != ["demo"]:  # (importing demo makes its evaluation key on a device)
+        # No device exists under this name: a check that touched JAX's backend would fail
+        # with a RuntimeError instead of the expected message, so this proves "before any work".
+        env["JAX_PLATFORMS"] = "no-device-during-checks"
     args = [a.replace("{in}", str(inputs)) for a in argv]
     res = subprocess.run([sys.executable, "-m", "diffusion_jax", *args], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=300)
