@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from diffusion_jax import cli
+from diffusion_jax.cli import models
 
 # (id, argv, exit status, text stderr must contain); {in} is the folder of input files.
 # Status 2: bad flags or input. Status 1: a failure while working (here: nothing trained yet).
@@ -258,11 +259,11 @@ def test_staged_writes_leave_nothing_when_writing_fails(tmp_path):
     """sample's two files appear together or not at all: a failure midway removes the partial one."""
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        with cli._staged(out) as tmp:
+        with models.staged(out) as tmp:
             (tmp / "samples.npz").write_bytes(b"half of an archive")
             raise OSError("disk full")
     assert sorted(p.name for p in out.iterdir()) == []
-    with cli._staged(out) as tmp:
+    with models.staged(out) as tmp:
         (tmp / "samples.npz").write_bytes(b"1")
         (tmp / "samples.png").write_bytes(b"2")
     assert sorted(p.name for p in out.iterdir()) == ["samples.npz", "samples.png"]
@@ -284,9 +285,9 @@ def test_train_says_where_the_weights_came_from(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "loaded the shipped weights" in out and "trained " not in out.replace("nothing was trained", "")
     monkeypatch.setattr(pipeline, "train", lambda preset, retrain=False, progress=True: State({}))
-    monkeypatch.setattr(cli, "_finished_in_cache", lambda preset: True)
+    monkeypatch.setattr(models, "finished_in_cache", lambda preset: True)
     assert cli.main(["train", "--retrain"]) == 0
     assert "already trained here" in capsys.readouterr().out
-    monkeypatch.setattr(cli, "_finished_in_cache", lambda preset: False)
+    monkeypatch.setattr(models, "finished_in_cache", lambda preset: False)
     assert cli.main(["train", "--steps", "3"]) == 0
     assert capsys.readouterr().out.startswith("trained mnist-unet (3 steps")
