@@ -30,11 +30,12 @@ import numpy as np
 from diffusion_jax import data, metrics, pipeline, pretrained, provenance, viz
 from diffusion_jax.models import forward_flops, param_count
 
-__all__ = ["FAST_ENV", "EVAL_KEY", "fast_mode", "DemoConfig", "run", "provenance_record"]
+__all__ = ["FAST_ENV", "OUTPUT_FILES", "fast_mode", "DemoConfig", "check_config", "run",
+           "provenance_record"]
 
 FAST_ENV = "DIFFUSION_JAX_FAST"
-#: The key that draws KID subsets and memorisation rows, shared with `diffusion-jax eval`.
-EVAL_KEY = jax.random.key(3)
+#: What :func:`run` writes into ``out_dir``.
+OUTPUT_FILES = ("samples.png", "samples.npz", "quality.png", "metrics.json")
 
 
 def fast_mode() -> bool:
@@ -44,40 +45,69 @@ def fast_mode() -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
-    preset: str = "mnist-unet"  # see pipeline.PRESETS
+    """What the main job does; every field is a ``diffusion-jax demo`` flag of the same name
+    (``per_class`` is ``--per-class``). :func:`check_config` says what each accepts."""
+
+    preset: str = "mnist-unet"  # a name in pipeline.PRESETS
     steps: int = 0  # training steps; 0 = the preset's (1,200 for mnist-unet)
     per_class: int = 50  # samples per digit: 10 x 50 = 500, the size of the held-out set
-    grid_columns: int = 10  # samples per digit shown in samples.png
-    sampler_steps: int = 50  # DDIM steps (eta = 0)
-    guidance_scale: float = 3.0  # diffusers' s (1 = plain conditional); paper's w = 2
+    grid_columns: int = 10  # samples per digit shown in samples.png (at most per_class); the .npz has all
+    sampler_steps: int = 50  # DDIM steps (eta = 0), 1..T
+    guidance_scale: float = 3.0  # diffusers' s (1 = plain conditional, 0 = unconditional); paper's w = s - 1
     train: bool = True  # False: sample the shipped reference weights instead of training
-    sampler: str = "ddim"  # a sampling.SAMPLERS name (DDIM: eta = 0)
+    sampler: str = "ddim"  # a sampler of diffusion_jax.sampling.SAMPLERS (ddim: eta = 0)
     toy: bool = True  # also draw the exact-toy sampler figure first (a phase of the demo's clock)
-    toy_out_dir: str = "outputs/toy"
-    seed: int = 0
+    toy_out_dir: str = "outputs/toy"  # where the toy figure goes
+    seed: int = 0  # 0 <= seed < 2**32
     out_dir: str = "outputs/demo"
     fast: bool = False  # a minutes-free smoke run: tiny training, few samples
 
     def resolved(self) -> DemoConfig:
+        cfg = dataclasses.replace(self, grid_columns=min(self.grid_columns, self.per_class))
         if not self.fast:
-            return self
-        return dataclasses.replace(self, steps=self.steps or (30 if self.train else 0), per_class=min(self.per_class, 4),
-                                   grid_columns=min(self.grid_columns, 4), sampler_steps=min(self.sampler_steps, 5))
+            return cfg
+        return dataclasses.replace(cfg, steps=self.steps or (30 if self.train else 0), per_class=min(self.per_class, 4),
+                                   grid_columns=min(cfg.grid_columns, 4), sampler_steps=min(self.sampler_steps, 5))
 
 
-def _validate(cfg: DemoConfig):
-    for name in ("per_class", "grid_columns", "sampler_steps"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.grid_columns > cfg.per_class:
-        raise ValueError(f"grid_columns ({cfg.grid_columns}) cannot exceed per_class ({cfg.per_class})")
-    if cfg.steps < 0:
-        raise ValueError(f"steps must be >= 0 (0 = the preset's), got {cfg.steps}")
+def check_config(cfg: DemoConfig, *, as_flags: bool = False) -> DemoConfig:
+    """Refuse a config that cannot run, before any work, with one line naming the field
+    (``as_flags``: the command-line flag) and what it accepts; returns ``cfg``."""
+    from diffusion_jax._checks import arg_name, check_int, check_number, check_output_dir
+
+    def n(field):
+        return arg_name(field, as_flags)
+
+    if cfg.preset not in pipeline.PRESETS:
+        raise ValueError(f"{n('preset')} must be one of {sorted(pipeline.PRESETS)}, got {cfg.preset!r}")
+    check_int(cfg.steps, name=n("steps"), min=0)
+    for field in ("per_class", "grid_columns", "sampler_steps"):
+        check_int(getattr(cfg, field), name=n(field), min=1)
+    check_number(cfg.guidance_scale, name=n("guidance_scale"))
+    check_int(cfg.seed, name=n("seed"), min=0, max=2**32 - 1)
     from diffusion_jax import sampling
 
-    sampling.check_sampler(cfg.sampler)
+    if cfg.sampler not in sampling.SAMPLERS:
+        raise ValueError(f"{n('sampler')} must be one of {sorted(sampling.SAMPLERS)}, got {cfg.sampler!r}")
+    preset = pipeline.PRESETS[cfg.preset]
+    if not preset.is_flow:
+        from diffusion_jax import schedules
+
+        T = jax.eval_shape(lambda: schedules.make_schedule(preset.schedule)).num_timesteps  # no device work
+        if cfg.sampler_steps > T:
+            raise ValueError(f"{n('sampler_steps')} must be <= {T} (the schedule's T), got {cfg.sampler_steps}")
     if cfg.steps and not cfg.train:
-        raise ValueError("steps applies to training; with train=False the shipped weights are sampled")
+        raise ValueError(f"{n('steps')} applies to training; {'--no-train' if as_flags else 'train=False'} "
+                         "samples the shipped weights, which have their own step count")
+    check_output_dir(cfg.out_dir, name=n("out_dir"), files=OUTPUT_FILES)
+    if cfg.toy:
+        from diffusion_jax.toy_demo import OUTPUT_FILES as TOY_FILES
+
+        check_output_dir(cfg.toy_out_dir, name=n("toy_out_dir"), files=TOY_FILES)
+    return cfg
+
+
+_validate = check_config
 
 
 @contextlib.contextmanager
@@ -125,7 +155,7 @@ def run(cfg: DemoConfig = DemoConfig()) -> dict:
     with _phase(timings, "evaluate", phases):
         train_ds, test_ds = data.load_dataset(preset.dataset, "train"), data.load_dataset(preset.dataset, "test")
         # The reference classifier and scoring `diffusion-jax eval` uses: same file, same numbers.
-        scores = metrics.score(EVAL_KEY, images, labels, preset.dataset)
+        scores = metrics.score(jax.random.key(metrics.SCORE_SEED), images, labels, preset.dataset)
         _, logits = metrics.features_and_logits(metrics.reference(preset.dataset), images)
     model = state.model()
     hwc = pipeline.model_input_shape(preset)
