@@ -60,9 +60,18 @@ def demo_flags(p):
     preset_flag(p)
     steps_flag(p, "when the model is trained here")
     grid_flags(p, d.per_class)
+    from diffusion_jax.sampling import SAMPLERS
+
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), default=d.sampler,
+                   help="the sampler that draws the demo's images (default: %(default)s)")
     p.add_argument("--sampler-steps", type=int, default=d.sampler_steps, metavar="N",
-                   help="DDIM steps (eta = 0) per sample, 1..1000 (default: %(default)s)")
+                   help="sampler steps per image, 1..1000 (default: %(default)s)")
     guidance_flag(p, d.guidance_scale)
+    p.add_argument("--toy", action=argparse.BooleanOptionalAction, default=d.toy,
+                   help="draw the exact-toy sampler figure first, into --toy-out-dir (default: on)")
+    p.add_argument("--toy-out-dir", default=d.toy_out_dir, metavar="DIR",
+                   help="folder for the toy figure's samplers.png, trajectories.png, stats.json "
+                        "(default: %(default)s)")
     p.add_argument("--train", action=argparse.BooleanOptionalAction, default=d.train,
                    help="train the model here (or load this machine's finished run from the cache); "
                         "--no-train samples the shipped reference weights instead (default: train)")
@@ -77,8 +86,9 @@ def run_demo(args):
     from diffusion_jax import demo
 
     cfg = demo.DemoConfig(preset=args.preset, steps=args.steps, per_class=args.per_class,
-                          grid_columns=args.grid_columns, sampler_steps=args.sampler_steps,
-                          guidance_scale=args.guidance_scale, train=args.train, seed=args.seed,
+                          grid_columns=args.grid_columns, sampler=args.sampler, sampler_steps=args.sampler_steps,
+                          guidance_scale=args.guidance_scale, toy=args.toy, toy_out_dir=args.toy_out_dir,
+                          train=args.train, seed=args.seed,
                           out_dir=args.out_dir, fast=args.fast or demo.fast_mode())
     with usage():
         demo.check_config(cfg, as_flags=True)
