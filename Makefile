@@ -92,6 +92,7 @@ bench: setup bench-peer
 	$(BIN)/python bench/quality_vs_steps.py $(BENCH_ARGS)
 	$(BIN)/python bench/steps_per_dispatch.py $(BENCH_ARGS)
 	$(BIN)/python bench/time_to_quality.py $(BENCH_ARGS)
+	$(BIN)/python bench/demo_phases.py $(BENCH_ARGS)
 
 # The shipped reference weights (data/pretrained/): retrain every artifact with its recorded
 # recipe and rewrite the manifest. Hours on 2 CPU cores; not part of CI (which checks them).
