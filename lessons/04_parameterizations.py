@@ -174,7 +174,7 @@ for tt in [0, 250, 500, 750, 900, 999]:
 # rewards (its weight is SNR ≈ 4·10⁻⁵ at t = 999). Yet the sampler divides that tiny
 # correction by √ᾱ ≈ 0.006 to read off x₀.
 #
-# **Our own measurement** (recorded in `diffusion_jax/pipeline.py` for the demo preset, the
+# **Our own measurement** (recorded in `diffusion_jax/presets.py` next to the demo preset, the
 # 0.56M-parameter class-conditional MNIST U-Net): sampled with DDIM-50 and scored by a digit
 # classifier, the ε-prediction model reached about **20% correct class unguided** after
 # 1,500 training steps, while the same network trained on **v** reached **86%** after 1,300

@@ -337,9 +337,13 @@ if not FAST:  # 1,000 steps x 100 images is most of this lesson's run time
 print(f"study: {time.perf_counter() - t0:.0f} s in total")
 
 # %%
-print(f"{'sampler':>10} {'steps':>5} {'evals':>5} {'FID':>7} {'KID':>7} {'accuracy':>8} {'seconds':>8} {'compile s':>9}")
+# plain names for the registry's sampler specs (the progress lines above use the specs), in
+# the table, the legends and the grid
+plain = {"ddim": "DDIM η = 0", "ddim(eta=1)": "DDIM η = 1 (= DDPM, respaced)",
+         "sigma_hat": "σ̂ (DDPM's larger variance)", "ddpm": "DDPM, all 1000 steps"}
+print(f"{'sampler':>30} {'steps':>5} {'evals':>5} {'FID':>7} {'KID':>7} {'accuracy':>8} {'seconds':>8} {'compile s':>9}")
 for r in rows:
-    print(f"{r['sampler']:>10} {r['steps']:5d} {r['evaluations']:5d} {r['fid']:7.2f} {r['kid']:7.3f} "
+    print(f"{plain[r['sampler']]:>30} {r['steps']:5d} {r['evaluations']:5d} {r['fid']:7.2f} {r['kid']:7.3f} "
           f"{r['accuracy']:8.1%} {r['seconds']:8.2f} {r['compile_seconds']:9.1f}")
 
 # FID's small-sample bias: real digits against real digits, at the same N and at N = 500.
@@ -352,9 +356,6 @@ for n in sorted({n_samples, 500}):
     print(f"FID of {n} real training digits against the 500 test digits: {floor[n]:.2f}")
 
 # %%
-# plain names for the registry's sampler specs, in legends, tables and grids
-plain = {"ddim": "DDIM η = 0", "ddim(eta=1)": "DDIM η = 1 (= DDPM, respaced)",
-         "sigma_hat": "σ̂ (DDPM's larger variance)", "ddpm": "DDPM, all 1000 steps"}
 styles = {"ddim": ("C0", "o-", plain["ddim"]), "ddim(eta=1)": ("C1", "s-", plain["ddim(eta=1)"]),
           "sigma_hat": ("C3", "^-", plain["sigma_hat"]), "ddpm": ("k", "*", plain["ddpm"])}
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
