@@ -19,7 +19,7 @@ help:
 	@echo "make lab        build the learner notebooks (no solutions) and open JupyterLab on them"
 	@echo "make solutions  build the worked solutions into build/solutions/ (only on request)"
 	@echo "make test-browser  run lessons 01 and 06 in JupyterLab + headless Chromium (outputs/browser/)"
-	@echo "make book       the executed solution notebooks as an HTML book (build/book/_build/html/)"
+	@echo "make book       the executed solution notebooks as an HTML book (build/book/_build/html/; BOOK_FAST=1: quick)"
 	@echo "make bench      run the benchmarks in bench/ (JSON in outputs/bench/; BENCH_ARGS=--quick)"
 	@echo "make bench-peer build .venv-peer (PyTorch + diffusers) for the benchmarks' peer columns"
 	@echo "make peer       build .venv-peer with PyTorch + diffusers for parity checks"
@@ -114,8 +114,9 @@ test-browser: setup
 	@$(BIN)/python -c "import playwright, jupyterlab" 2>/dev/null || $(BIN)/pip install -q -e '.[browser]'
 	$(BIN)/python tools/browser_test.py $(BROWSER_ARGS)
 
-# The executed solution notebooks (fast mode; BOOK_FULL=1 for full runs) as a static HTML
-# book with jupyter-book 1.x; any Sphinx warning fails the build.
+# The executed solution notebooks as a static HTML book with jupyter-book 1.x; any Sphinx
+# warning fails the build. Full mode by default, from the shipped models in data/pretrained/
+# (see lessons/README.md for the time per lesson); BOOK_FAST=1 for a quick fast-mode book.
 book: setup
 	@if [ ! -f /usr/share/javascript/mathjax/MathJax.js ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjs-mathjax >/dev/null) \

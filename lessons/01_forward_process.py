@@ -217,17 +217,20 @@ four = [
 ]
 
 t_axis = np.arange(1000)
+# plain names for the library's schedule names (diffusers' spellings) in legends and tables
+plain = {"linear": "linear (DDPM)", "scaled_linear": "scaled linear (Stable Diffusion)",
+         "squaredcos_cap_v2": "cosine", "linear+zero_snr": "linear, zero terminal SNR"}
 # the zero-terminal-SNR schedule equals linear almost everywhere: draw it dashed on top
 styles = [dict(lw=2.5), dict(lw=1.5), dict(lw=1.5), dict(lw=1.5, ls="--", color="k")]
 fig, axes = plt.subplots(2, 2, figsize=(11, 7))
 ax = axes[0, 0]
 for s, st in zip(four, styles):
-    ax.plot(t_axis, np.asarray(s.alpha_bars), label=s.name, **st)
+    ax.plot(t_axis, np.asarray(s.alpha_bars), label=plain[s.name], **st)
 ax.set(xlabel="timestep t", ylabel=r"$\bar\alpha_t$", title=r"$\bar\alpha_t$: share of the signal power left")
 ax.legend(fontsize=8)
 ax = axes[0, 1]
 for i, s in enumerate(four[:3]):
-    ax.plot(t_axis, np.asarray(s.signal_scale), color=f"C{i}", label=s.name)
+    ax.plot(t_axis, np.asarray(s.signal_scale), color=f"C{i}", label=plain[s.name])
     ax.plot(t_axis, np.asarray(s.noise_scale), color=f"C{i}", ls=":")
 ax.axhline(np.sqrt(0.5), color="0.6", lw=0.8)
 ax.set(xlabel="timestep t", ylabel="coefficient",
@@ -237,13 +240,13 @@ ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
 ax = axes[1, 0]
 tail = t_axis[900:]
 for s, st in zip(four, styles):
-    ax.semilogy(tail, np.maximum(np.asarray(s.signal_scale)[900:], 1e-8), label=s.name, **st)
+    ax.semilogy(tail, np.maximum(np.asarray(s.signal_scale)[900:], 1e-8), label=plain[s.name], **st)
 ax.set(xlabel="timestep t (last 100 steps)", ylabel=r"$\sqrt{\bar\alpha_t}$ (log scale)",
        title="the end of the chain: how much of $x_0$ is left in $x_t$")
 ax.legend(fontsize=8)
 ax = axes[1, 1]
 for s, st in zip(four, styles):
-    ax.plot(t_axis, np.asarray(s.log_snr), label=s.name, **st)
+    ax.plot(t_axis, np.asarray(s.log_snr), label=plain[s.name], **st)
 ax.set(xlabel="timestep t", ylabel=r"$\log\,\mathrm{SNR}(t)$", title=r"$\log\,\mathrm{SNR}(t)$",
        ylim=(-16, 12))  # zero-terminal SNR ends at -inf
 ax.legend(fontsize=8)
@@ -268,11 +271,11 @@ plt.show()
 #   returns to.
 
 # %%
-print(f"{'schedule':<24} {'alpha_bar[-1]':>14} {'SNR[-1]':>10} {'t: SNR < 1':>11} {'t: alpha_bar < 0.05':>20}")
+print(f"{'schedule':<32} {'alpha_bar[-1]':>14} {'SNR[-1]':>10} {'t: SNR < 1':>11} {'t: alpha_bar < 0.05':>20}")
 for s in four:
     below = int(np.argmax(np.asarray(s.snr) < 1.0))
     faint = int(np.argmax(np.asarray(s.alpha_bars) < 0.05))
-    print(f"{s.name:<24} {float(s.alpha_bars[-1]):14.3e} {float(s.snr[-1]):10.3e} {below:>11} {faint:>20}")
+    print(f"{plain[s.name]:<32} {float(s.alpha_bars[-1]):14.3e} {float(s.snr[-1]):10.3e} {below:>11} {faint:>20}")
 
 # %% [markdown]
 # ## 3. Watching digits dissolve

@@ -18,11 +18,12 @@
 # 1. see why the standard diffusion loss is ordinary supervised regression,
 # 2. recompute the chapter's two-timestep loss example with the library,
 # 3. look at how much each timestep counts in the loss (loss weighting),
-# 4. train (or load) a small MNIST U-Net and read its loss curve and its loss by timestep,
+# 4. train a small MNIST U-Net for a few hundred steps and read its loss curve, then load
+#    the course's shipped reference model and read its loss by timestep,
 # 5. implement the loss, the training pair and a whole training step yourself, graded on
 #    the spot (`hint("name")` when you are stuck; each call gives a more specific hint).
 #
-# Set `DIFFUSION_JAX_FAST=1` for a quick smoke run (a 30-step model, small evaluations).
+# Set `DIFFUSION_JAX_FAST=1` for a quick smoke run (a 20-step training demo, small evaluations).
 
 # %%
 import json
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from diffusion_jax import data, losses, pipeline, schedules
+from diffusion_jax import data, losses, pipeline, pretrained, schedules
 from diffusion_jax.demo import fast_mode
 from diffusion_jax.exercises import check, hint
 from diffusion_jax.train import model_denoiser
@@ -240,7 +241,7 @@ styles = {("eps", None): dict(lw=6, alpha=0.35, color="C0"), ("v", None): dict(l
           ("x0", None): dict(lw=1.8, color="C2"), ("eps", "min_snr"): dict(lw=1.8, ls=":", color="C3")}
 for prediction, weighting in recipes:
     w = losses.snr_weight(snr, prediction, weighting, gamma=5.0) * x0_factor[prediction]
-    axes[1].semilogy(ts, np.asarray(w), label=f"{prediction}-MSE" + (f", {weighting} (γ=5)" if weighting else ""),
+    axes[1].semilogy(ts, np.asarray(w), label=f"{prediction}-MSE" + (", min-SNR weighted (γ = 5)" if weighting else ""),
                      **styles[(prediction, weighting)])
 axes[1].set_xlabel("timestep t")
 axes[1].set_ylabel("effective weight on the x0 error")
@@ -260,18 +261,22 @@ plt.show()
 #
 # ## 4. Train a small model and read its losses
 #
-# The course's demo model is a ≈0.56M-parameter class-conditional U-Net on MNIST,
-# trained for 1,200 steps of batch 128 with **v-prediction**. `pipeline.train` trains it
-# once (about ten minutes on two CPU cores, with a progress bar) and afterwards loads it
-# from the checkpoint cache. In fast mode we train a 30-step version instead, which is
-# useless as a generator but exercises every line.
+# The course's demo model, the preset `mnist-unet`, is a ≈0.56M-parameter class-conditional
+# U-Net on MNIST trained with **v-prediction**. Its full recipe takes minutes of training
+# on a laptop, so the project ships the trained weights in `data/pretrained/`, and every
+# later lesson loads them. To watch training happen, we first run the *same* preset here
+# for only a few hundred steps (a deliberate demo: 200 steps, 20 in fast mode), with a
+# progress bar. `pipeline.train(..., retrain=True)` trains instead of loading shipped
+# weights; the run is cached under `data/checkpoints/`, so running this cell again loads it.
 
 # %%
 preset = pipeline.get_preset("mnist-unet")
-state = pipeline.train(preset)
-print(f"preset {preset.name}: {preset.train.steps} steps, batch {preset.train.batch_size}, "
-      f"prediction = {preset.train.prediction!r}")
-print("run folder:", pipeline.run_dir(preset))
+demo_steps = 20 if FAST else 200
+# the same network and recipe, stopped early; logging every few steps to see the curve
+demo_preset = pipeline.get_preset("mnist-unet", steps=demo_steps, log_every=5 if FAST else 10)
+demo_state = pipeline.train(demo_preset, retrain=True)
+print(f"demo run: {demo_steps} steps of batch {demo_preset.train.batch_size}, "
+      f"prediction = {demo_preset.train.prediction!r}; run folder {pipeline.run_dir(demo_preset)}")
 
 # %% [markdown]
 # The training loop appends one JSON line per logging window to `log.jsonl` in the run
@@ -281,18 +286,30 @@ print("run folder:", pipeline.run_dir(preset))
 # minibatch happened to draw.
 
 # %%
-log_path = pipeline.run_dir(preset) / "log.jsonl"
+log_path = pipeline.run_dir(demo_preset) / "log.jsonl"
 log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
 log = sorted({r["step"]: r for r in log}.values(), key=lambda r: r["step"])  # a resumed run may repeat steps
 
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot([r["step"] for r in log], [r["loss"] for r in log], marker="o", ms=3)
 ax.set_xlabel("training step")
-ax.set_ylabel(f"training loss ({preset.train.prediction}-MSE)")
+ax.set_ylabel(f"training loss ({demo_preset.train.prediction}-MSE, window mean)")
 ax.set_yscale("log")
-ax.set_title(f"{preset.name}, {preset.train.steps} steps ({len(log)} log entries)", fontsize=9)
+ax.set_title(f"our short run of {preset.name}: {demo_steps} steps ({len(log)} log entries)", fontsize=9)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Now the real thing: `pipeline.train(preset)` finds the shipped weights of `mnist-unet`
+# (their fingerprint matches the preset), checks their SHA-256 and loads them in seconds
+# without training. The manifest `data/pretrained/manifest.json` records how they were made.
+
+# %%
+state = pipeline.train(preset)  # the shipped reference model
+made = pretrained.find(preset.name)
+print(f"shipped {preset.name}: {made['steps']:,} steps of batch {preset.train.batch_size} "
+      f"({made['images_seen']:,} images seen), trained in {made['wall_s'] / 60:.0f} min on {made['machine']}")
+print(f"how it was made: {made['command']}")
 
 # %% [markdown]
 # ### Loss by timestep on held-out digits
@@ -323,12 +340,19 @@ def eval_loss(key, denoise, x0, cond):
     return losses.diffusion_loss(key, denoise, schedule, x0, cond, prediction=preset.train.prediction)
 
 
-t_all, v_mse = [], []
-for r in range(repeats):
-    _, aux = eval_loss(jax.random.key(1000 + r), denoise, x_test, y_test)
-    t_all.append(np.asarray(aux["t"]))
-    v_mse.append(np.asarray(aux["per_example"]))
-t_all, v_mse = np.concatenate(t_all), np.concatenate(v_mse)
+
+
+def held_out_losses(denoise):
+    """(timesteps, per-example v-MSE) over `repeats` passes of the held-out digits."""
+    t_all, v_mse = [], []
+    for r in range(repeats):  # the same keys for every model: the same t and noise draws
+        _, aux = eval_loss(jax.random.key(1000 + r), denoise, x_test, y_test)
+        t_all.append(np.asarray(aux["t"]))
+        v_mse.append(np.asarray(aux["per_example"]))
+    return np.concatenate(t_all), np.concatenate(v_mse)
+
+
+t_all, v_mse = held_out_losses(denoise)
 ab_t = np.asarray(schedule.alpha_bars)[t_all]
 eps_mse = v_mse * ab_t
 x0_mse = eps_mse * (1 - ab_t) / ab_t
@@ -344,15 +368,21 @@ def binned(values):
 
 
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
-for values, label in [(v_mse, "v-MSE (what was trained)"), (eps_mse, "implied eps-MSE"), (x0_mse, "implied x0-MSE")]:
-    ax.semilogy(centers, binned(values), marker="o", ms=3, label=label)
+# v-MSE meets the x0 curve at the noisy end: draw it wide and pale underneath so both show
+curve_styles = [dict(lw=6, alpha=0.35, color="C0"), dict(lw=1.5, marker="o", ms=3, color="C1"),
+                dict(lw=1.5, marker="o", ms=3, color="C2")]
+for (values, label), st in zip([(v_mse, "v-MSE (what was trained; wide, pale)"), (eps_mse, "implied eps-MSE"),
+                                (x0_mse, "implied x0-MSE")], curve_styles):
+    ax.semilogy(centers, binned(values), label=label, **st)
 ax.set_xlabel("timestep t (bin centre)")
 ax.set_ylabel("mean loss on held-out digits")
 ax.set_title(f"{len(t_all)} held-out examples, {n_bins} bins", fontsize=9)
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
-print(f"overall held-out v-MSE: {v_mse.mean():.4f}")
+_, demo_v_mse = held_out_losses(model_denoiser(demo_state.graphdef, demo_state.ema_params, demo_state.rest))
+print(f"overall held-out v-MSE: shipped model ({made['steps']} steps) {v_mse.mean():.4f}; "
+      f"our {demo_steps}-step demo run {demo_v_mse.mean():.4f}")
 
 # %% [markdown]
 # Each curve tells a different story about the *same* network. The implied eps error is
@@ -361,10 +391,37 @@ print(f"overall held-out v-MSE: {v_mse.mean():.4f}")
 # error does the opposite: near t = 0 the clean image is almost visible, while near
 # t = T − 1 the model can only guess an average digit of the requested class. The v-MSE
 # that was actually trained is exactly the sum of the other two (`v-MSE = eps-MSE + x0-MSE`
-# for any one estimate), so it never collapses at either end: it stays within a narrow band
-# across the whole range and no region of timesteps is starved of gradient. (In fast mode the model has trained for 30 steps and
-# all three curves mostly show an untrained network.)
+# for any one estimate; at the noisy end it lies on the x0 curve, at the clean end on the
+# eps curve), so it never collapses at either end: it stays within a narrow band
+# across the whole range and no region of timesteps is starved of gradient. The last
+# printed line compares the shipped model with our short demo run on the same held-out
+# examples, timesteps and noise.
 #
+# ### Optional: retrain the reference model yourself
+#
+# Nothing in the course needs this, but every shipped model can be retrained from its
+# recipe. The cell below does it when you set `RETRAIN = True` (it is off by default: the
+# full run takes the time printed below, more on a slower machine). From a terminal, the
+# same run is
+#
+# ```bash
+# diffusion-jax train --preset mnist-unet --retrain
+# ```
+#
+# Your run goes to `data/checkpoints/mnist-unet-<fingerprint>/` (checkpoints, `log.jsonl`);
+# an interrupted run resumes there, and a finished one is loaded instead of being repeated.
+# The lessons keep loading the shipped weights; pass your state to `pipeline.denoiser` /
+# `pipeline.sample` to use your own model instead.
+
+# %%
+RETRAIN = False  # set True to train mnist-unet from scratch on this machine
+print(f"the shipped run took {made['wall_s'] / 60:.0f} min on {made['machine']}")
+if RETRAIN:
+    my_state = pipeline.train(preset, retrain=True)  # a progress bar; minutes
+    _, my_v_mse = held_out_losses(model_denoiser(my_state.graphdef, my_state.ema_params, my_state.rest))
+    print(f"held-out v-MSE: your model {my_v_mse.mean():.4f}, the shipped one {v_mse.mean():.4f}")
+
+# %% [markdown]
 # ## 5. eps or v?
 #
 # DDPM's network predicts the noise eps. That works well in the middle of the schedule
@@ -373,8 +430,8 @@ print(f"overall held-out v-MSE: {v_mse.mean():.4f}")
 # small eps errors become large x0 errors. The v target, `v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0`,
 # blends the two and stays well behaved at both ends. That is why the demo model predicts
 # v: on this very preset, an eps-model trained for 1,500 steps drew the requested digit
-# far less often than the v-model (the measurements are noted next to the preset in
-# `diffusion_jax/pipeline.py`).
+# far less often than the v-model (the measurements are noted next to the preset's recipe in
+# `diffusion_jax/presets.py`).
 # The three targets are exact linear re-expressions of one another given `x_t`, so the
 # sampler is the same — only what the network outputs, and therefore how its errors are
 # weighted, changes. **Lesson 04** works through the conversions, the zero-terminal-SNR

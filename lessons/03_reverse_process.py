@@ -327,7 +327,8 @@ col_ts = np.asarray(traj.t)[cols]
 x_grid = np.concatenate([np.asarray(traj.x)[cols, i] for i in range(len(digits))])  # row = digit
 x0_grid = np.concatenate([np.asarray(traj.x0)[cols, i] for i in range(len(digits))])
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 0.8 * len(digits) + 1.4))
+# constrained layout keeps the title next to the grids (tight_layout left a wide gap under it)
+fig, axes = plt.subplots(1, 2, figsize=(12, 0.7 * len(digits) + 1.3), layout="constrained")
 t_labels = [str(int(t)) for t in col_ts]
 viz.show_images(x_grid, len(cols), axes[0], title="x_t entering step t (clipped to [-1, 1])",
                 col_labels=t_labels, row_labels=[f"digit {int(d)}" for d in digits], fontsize=7)
@@ -336,7 +337,6 @@ viz.show_images(x0_grid, len(cols), axes[1], title="model's estimate x0_hat at s
 for ax in axes:
     ax.set_xlabel("timestep t", fontsize=8)
 fig.suptitle(f"{preset.name} ({preset.train.steps} training steps), {sampler_name}", fontsize=9)
-fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -345,8 +345,7 @@ plt.show()
 # final image will be. With the full model, even the very first estimate is a blurry but
 # recognisable digit of the requested class (a v-predicting, guided model knows the class
 # layout from pure noise); later steps decide stroke width, slant and fine detail, and in
-# the last stretch the estimate barely changes. (In fast mode, with a model trained for 30
-# steps, expect smudges rather than digits.)
+# the last stretch the estimate barely changes.
 #
 # ## 5. The price: one network evaluation per step, in sequence
 #

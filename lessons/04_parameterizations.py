@@ -174,7 +174,7 @@ for tt in [0, 250, 500, 750, 900, 999]:
 # rewards (its weight is SNR ≈ 4·10⁻⁵ at t = 999). Yet the sampler divides that tiny
 # correction by √ᾱ ≈ 0.006 to read off x₀.
 #
-# **Our own measurement** (recorded in `diffusion_jax/pipeline.py` for the demo preset, the
+# **Our own measurement** (recorded in `diffusion_jax/presets.py` next to the demo preset, the
 # 0.56M-parameter class-conditional MNIST U-Net): sampled with DDIM-50 and scored by a digit
 # classifier, the ε-prediction model reached about **20% correct class unguided** after
 # 1,500 training steps, while the same network trained on **v** reached **86%** after 1,300
@@ -308,7 +308,7 @@ fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
 axes[0].plot(np.sqrt(np.asarray(sched.alpha_bars)), label="linear")
 axes[0].plot(np.sqrt(np.asarray(zsched.alpha_bars)), label="linear, zero terminal SNR")
 axes[0].set_xlabel("timestep t")
-axes[0].set_ylabel("√ᾱ_t (signal coefficient)")
+axes[0].set_ylabel(r"$\sqrt{\bar\alpha_t}$ (signal coefficient)")
 axes[0].set_yscale("log")
 axes[0].legend(fontsize=8)
 viz.plot_points(z_samples["v"], axes[1], "zero-SNR, trailing, exact v-denoiser", mixture=mix)

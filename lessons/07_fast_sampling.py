@@ -255,13 +255,19 @@ ax2.set_title(f"rows: held-out digits; inverted x_T ({n_show[-1]} steps, shown /
 plt.tight_layout()
 plt.show()
 
+# %%
+print(f"MNIST round trip: RMS error {mnist_err[0]:.3f} at {mnist_steps[0]} steps"
+      + (f", {mnist_err[-1]:.3f} at {mnist_steps[-1]} steps" if len(mnist_steps) > 1 else "")
+      + " (pixels in [-1, 1]); std of the inverted x_T: "
+      + ", ".join(f"{float(np.std(noise_maps[n])):.2f} at {n}" for n in mnist_steps) + " (a Gaussian draw: 1)")
+
 # %% [markdown]
-# The error falls steadily with the number of steps, on both the toy and the network (in our
-# full-mode run from about 0.16 at 10 steps to about 0.01 at 250, in pixel units on [−1, 1]).
-# The inverted x_T is a starting point that the sampler maps back onto the digit: the basis of
-# diffusion image editing (invert a photo, change the condition, sample forward). It is *not*
-# a typical Gaussian draw, though: its std is well below 1 (printed above) and the digit's
-# outline is still visible in it. Editing methods have to live with, or correct, that gap.
+# The error falls with the number of steps, on both the toy and the network (the line
+# above prints the network's two ends, in pixel units on [−1, 1]). The inverted x_T is a
+# starting point that the sampler maps back onto the digit: the basis of diffusion image
+# editing (invert a photo, change the condition, sample forward). It is *not* a typical
+# Gaussian draw, though: its std is below 1 and the digit's outline is still visible in it.
+# Editing methods have to live with, or correct, that gap.
 #
 # ## 5. Counting the budget
 #
@@ -331,9 +337,13 @@ if not FAST:  # 1,000 steps x 100 images is most of this lesson's run time
 print(f"study: {time.perf_counter() - t0:.0f} s in total")
 
 # %%
-print(f"{'sampler':>10} {'steps':>5} {'evals':>5} {'FID':>7} {'KID':>7} {'accuracy':>8} {'seconds':>8} {'compile s':>9}")
+# plain names for the registry's sampler specs (the progress lines above use the specs), in
+# the table, the legends and the grid
+plain = {"ddim": "DDIM η = 0", "ddim(eta=1)": "DDIM η = 1 (= DDPM, respaced)",
+         "sigma_hat": "σ̂ (DDPM's larger variance)", "ddpm": "DDPM, all 1000 steps"}
+print(f"{'sampler':>30} {'steps':>5} {'evals':>5} {'FID':>7} {'KID':>7} {'accuracy':>8} {'seconds':>8} {'compile s':>9}")
 for r in rows:
-    print(f"{r['sampler']:>10} {r['steps']:5d} {r['evaluations']:5d} {r['fid']:7.2f} {r['kid']:7.3f} "
+    print(f"{plain[r['sampler']]:>30} {r['steps']:5d} {r['evaluations']:5d} {r['fid']:7.2f} {r['kid']:7.3f} "
           f"{r['accuracy']:8.1%} {r['seconds']:8.2f} {r['compile_seconds']:9.1f}")
 
 # FID's small-sample bias: real digits against real digits, at the same N and at N = 500.
@@ -346,8 +356,8 @@ for n in sorted({n_samples, 500}):
     print(f"FID of {n} real training digits against the 500 test digits: {floor[n]:.2f}")
 
 # %%
-styles = {"ddim": ("C0", "o-", "DDIM η = 0"), "ddim(eta=1)": ("C1", "s-", "DDIM η = 1 = DDPM (respaced)"),
-          "sigma_hat": ("C3", "^-", "σ̂ (larger variance)"), "ddpm": ("k", "*", "DDPM, all 1000 steps")}
+styles = {"ddim": ("C0", "o-", plain["ddim"]), "ddim(eta=1)": ("C1", "s-", plain["ddim(eta=1)"]),
+          "sigma_hat": ("C3", "^-", plain["sigma_hat"]), "ddpm": ("k", "*", plain["ddpm"])}
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for name, (color, style, label) in styles.items():
     sel = [r for r in rows if r["sampler"] == name]
@@ -373,33 +383,49 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to read off (our full-mode run; rerun it and your numbers will differ a little):
+# What to read off. The cell below reads the facts out of *this* run's table, so the
+# sentences stay true whatever model or sample count you run with; what they mean:
 #
 # * **Time is linear in steps** for every sampler: one network call per step, nothing else
-#   matters. The 1,000-step row took seven to eight times as long as the 100-step rows.
-# * **FID is biased upward at small N, and N = 100 is at its noise floor.** Real digits
-#   against real digits score about 6 at N = 100 (the dotted line) and about 1.3 at N = 500.
-#   So FIDs between roughly 4 and 7 here cannot be told apart; only large gaps mean
-#   something. Compare rows only at equal N against the same reference set, and look at KID,
-#   which is unbiased.
-# * **σ̂ collapses at few steps** (FID above 30 at 10 steps, about 14 at 20) and needs 50 to 100
-#   steps to catch up: the DDIM paper's finding, reproduced. Its 10-step samples below are
-#   visibly noisy.
-# * **DDIM η = 0 is flat from 10 steps on** (FID and KID barely move between 10 and 100): its
-#   ODE has converged by 10 steps, so for a fixed quality it is the cheapest.
-# * **Unlike the DDIM paper's table, ancestral sampling (η = 1) at 10 to 20 steps was *not*
-#   worse here** - its KID was lower than η = 0's and close to DDPM-1000's, and its samples are
-#   better-formed digits. A plausible reason: our model is small and imperfect, and fresh noise
-#   lets later steps correct earlier mistakes, while the deterministic path carries every
-#   model error to the end (Karras et al. 2022 make this argument for stochastic samplers).
-#   One model, 100 samples, one seed: a hint, not a law. The bench script
-#   (`bench/quality_vs_steps.py`) reruns the study with more samples.
-# * Accuracy moves between about 80% and 92%, within the ±4% binomial noise of 100 samples
-#   (this is the plain conditional model, s = 1; lesson 06 shows what guidance adds).
-#
-# In fast mode the model is the 30-step smoke test and the numbers mean nothing; the point is
-# that the code runs.
-#
+#   matters.
+# * **FID is biased upward at small N.** Real digits against real digits do not score 0 at
+#   N = 100 (the dotted line): that floor is the noise level of the measurement, and FIDs
+#   within a few units of it cannot be told apart. Compare rows only at equal N against the
+#   same reference set, and look at KID, which is unbiased.
+# * **σ̂ at few steps.** The DDIM paper found that σ̂'s large noise ruins short chains, which
+#   then need many more steps to catch up; compare its first and last rows.
+# * **DDIM η = 0** solves an ODE; once that solve has converged, more steps change little, so
+#   for a fixed quality it is usually the cheapest.
+# * **η = 1 against η = 0 at few steps.** The DDIM paper's table has η = 0 clearly ahead at
+#   10 to 20 steps. On a small, imperfect model that need not hold: fresh noise lets later
+#   steps correct earlier mistakes, while the deterministic path carries every model error to
+#   the end (Karras et al. 2022 make this argument for stochastic samplers). Which one wins
+#   here is printed below; with 100 samples and one seed it is a hint, not a law
+#   (`bench/quality_vs_steps.py` reruns the study with more samples).
+# * **Accuracy** of the plain conditional model (s = 1) moves within the binomial noise of
+#   the sample count; lesson 06 shows what guidance adds.
+
+# %%
+by = {(r["sampler"], r["steps"]): r for r in rows}
+lo, hi = min(study_steps), max(study_steps)
+ddpm = by.get(("ddpm", 1000))
+if ddpm is not None:
+    print(f"time: DDPM's 1000 steps took {ddpm['seconds'] / by[('ddim', hi)]['seconds']:.1f}x as long as DDIM's "
+          f"{hi} ({1000 // hi}x the steps)")
+print(f"FID floor: real vs real digits score {floor[n_samples]:.1f} at N = {n_samples} and {floor[500]:.1f} at N = 500")
+for name in ("sigma_hat", "ddim", "ddim(eta=1)"):
+    a, b = by[(name, lo)], by[(name, hi)]
+    print(f"{plain[name]:>30}: FID {a['fid']:.1f} at {lo} steps" + (f", {b['fid']:.1f} at {hi}" if hi != lo else "")
+          + f"; KID {a['kid']:.3f}" + (f" -> {b['kid']:.3f}" if hi != lo else ""))
+for n in [s_ for s_ in study_steps if s_ <= 20] or [lo]:
+    k0, k1 = by[("ddim", n)]["kid"], by[("ddim(eta=1)", n)]["kid"]
+    print(f"{n} steps: KID η = 1 {k1:.3f} vs η = 0 {k0:.3f} -> {'η = 1' if k1 < k0 else 'η = 0'} is lower"
+          + (f" (DDPM-1000: {ddpm['kid']:.3f})" if ddpm else ""))
+accs = [r["accuracy"] for r in rows]
+noise = 2 * np.sqrt(0.85 * 0.15 / n_samples)
+print(f"accuracy from {min(accs):.0%} to {max(accs):.0%}; two binomial standard errors at N = {n_samples}: ±{noise:.0%}")
+
+# %% [markdown]
 # A sample of what the step counts look like, same noise, same digits:
 
 # %%
@@ -412,7 +438,7 @@ for name in ("ddim", "ddim(eta=1)", "sigma_hat"):
         x = sampling.sample(smp, jax.random.key(5), net, (10, 28, 28, 1), digits, schedule=schedule, num_steps=n,
                             **opts)
         rows_img.append(np.clip(np.asarray(x), -1, 1))
-        names.append(f"{name}, {n} steps")
+        names.append(f"{plain[name]}, {n} steps")
 fig, ax = plt.subplots(figsize=(7, 0.75 * len(rows_img) + 0.6))
 viz.show_images(np.concatenate(rows_img), 10, ax, row_labels=names)
 ax.set_title("conditional samples, digits 0-9 (synthetic)", fontsize=9)
@@ -558,6 +584,6 @@ check("ddim_sample_loop", ddim_sample_loop)
 #   with the number of steps.
 # * Budgets (`sampling.denoiser_evaluations`, `sequential_calls`, `route_budget`): steps ×
 #   stages × predictions; CFG doubles evaluations, batching keeps the sequential count.
-# * Measured on our MNIST model (`studies.quality_vs_steps`): time is linear in steps; σ̂
-#   collapses at few steps, DDIM η = 0 is flat from 10 steps, and η = 1 held up at 10 to 20
-#   steps on this model. FID at small N is biased and noisy: compare only at equal N.
+# * Measured on our MNIST model (`studies.quality_vs_steps`): time is linear in steps, and
+#   which sampler wins at few steps is a measurement on your model, not a law (section 6
+#   prints it). FID at small N is biased and noisy: compare only at equal N.

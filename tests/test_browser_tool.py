@@ -297,6 +297,14 @@ def test_fill_intro():
         bb.fill_intro("# no marker", "", "fast")
 
 
+def test_book_mode_defaults_to_full():
+    assert bb.default_full({}) is True
+    assert bb.default_full({"BOOK_FAST": "1"}) is False and bb.default_full({"BOOK_FAST": "0"}) is True
+    assert bb.default_full({"BOOK_FULL": "0"}) is False and bb.default_full({"BOOK_FULL": "1"}) is True
+    assert bb.default_full({"BOOK_FULL": "1", "BOOK_FAST": "1"}) is False  # asking for fast wins
+    assert bb.parse_args(["--fast"]).full is False and bb.parse_args(["--full"]).full is True
+
+
 def test_book_sources_exist():
     intro = (REPO / "book" / "intro.md").read_text()
     assert bb.MAP_MARKER in intro and bb.MODE_MARKER in intro

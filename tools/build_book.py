@@ -1,24 +1,27 @@
 #!/usr/bin/env python3
 """Build the course book: the executed solution notebooks as a static HTML site.
 
-    lessons/NN_topic.py   --execute (nbclient, fast mode)-->  build/book/NN_topic.ipynb
+    lessons/NN_topic.py   --execute (nbclient, full mode)-->  build/book/NN_topic.ipynb
     book/_config.yml      --copied-->                         build/book/_config.yml
     book/intro.md         --lesson map filled in-->           build/book/intro.md
     (every lesson present) --generated-->                     build/book/_toc.yml
     jupyter-book build build/book --warningiserror        --> build/book/_build/html/index.html
 
 Notebooks are executed here, not by jupyter-book (its execution is off in _config.yml):
-fast mode (``DIFFUSION_JAX_FAST=1``) by default, full-size runs with ``--full`` or
-``BOOK_FULL=1``. An executed notebook is reused while its lesson source and the mode are
-unchanged (``--force`` re-executes). The lesson map on the landing page is generated from
+full mode by default, exactly as a learner runs them, with the shipped reference models of
+``data/pretrained/`` (nothing is trained but lesson 02's short demo run; lessons/README.md
+lists each lesson's time); ``--fast`` or ``BOOK_FAST=1`` executes them in fast mode
+(``DIFFUSION_JAX_FAST=1``: fewer samples and steps) for a quick check of the build. An
+executed notebook is reused while its lesson source and the mode are unchanged (``--force``
+re-executes). The lesson map on the landing page is generated from
 the "Lesson map" table in lessons/README.md, linking every lesson the book holds, and the
 table of contents lists every ``lessons/NN_topic.py``, so a new lesson appears by itself.
 Any Sphinx warning fails the build.
 
 Examples:
-    python tools/build_book.py                 # execute what changed, build the HTML
+    python tools/build_book.py                 # execute what changed (full mode), build the HTML
     python tools/build_book.py --only 01,02    # a book of two lessons
-    BOOK_FULL=1 python tools/build_book.py     # full-size runs (minutes per lesson)
+    BOOK_FAST=1 python tools/build_book.py     # fast mode: a quick book with rougher figures
 """
 
 from __future__ import annotations
@@ -127,10 +130,11 @@ def fill_intro(template: str, table: str, mode: str) -> str:
     if MAP_MARKER not in template:
         raise BookError(f"book/intro.md has no {MAP_MARKER} line for the lesson map")
     mode_text = ("These pages were executed in **fast mode** (`DIFFUSION_JAX_FAST=1`: small sample "
-                 "counts, short training runs, few sampler steps), so numbers and figures are "
-                 "rougher than a full run. `BOOK_FULL=1 make book` rebuilds them at full size."
+                 "counts and few sampler steps), so numbers and figures are rougher than a full "
+                 "run. `make book` (without `BOOK_FAST=1`) rebuilds them at full size."
                  if mode == "fast" else
-                 "These pages were executed in **full mode**, exactly as a learner runs them.")
+                 "These pages were executed in **full mode**, exactly as a learner runs them, "
+                 "with the reference models shipped in `data/pretrained/`.")
     return template.replace(MAP_MARKER, table).replace(MODE_MARKER, mode_text)
 
 
@@ -362,14 +366,25 @@ def screenshots(index: Path, shots: Path, chromium: str = "/usr/bin/chromium", l
     return made
 
 
+def default_full(environ=os.environ) -> bool:
+    """Full mode unless ``BOOK_FAST`` is set (not 0) or ``BOOK_FULL=0`` (its older spelling)."""
+    if environ.get("BOOK_FAST", "") not in ("", "0"):
+        return False
+    return environ.get("BOOK_FULL", "1") != "0"
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="build_book.py",
         description="Execute the solution notebooks and build the static HTML course book (jupyter-book 1.x).")
     parser.add_argument("--only", action="append", metavar="NN",
                         help="only these lessons (repeatable or comma-separated)")
-    parser.add_argument("--full", action="store_true", default=os.environ.get("BOOK_FULL", "") not in ("", "0"),
-                        help="execute in full mode instead of fast mode (default: on when BOOK_FULL=1)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--full", dest="full", action="store_true", default=default_full(),
+                      help="execute in full mode, as a learner runs the lessons (the default)")
+    mode.add_argument("--fast", dest="full", action="store_false",
+                      help="execute in fast mode (DIFFUSION_JAX_FAST=1): a quick, rougher book "
+                           "(default when BOOK_FAST=1 or BOOK_FULL=0)")
     parser.add_argument("--force", action="store_true", help="re-execute notebooks that are up to date")
     parser.add_argument("--timeout", type=int, default=1800, metavar="S", help="seconds per cell (default: 1800)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help="default: build/book/")
