@@ -33,7 +33,7 @@ from diffusion_jax.presets import PRESETS, Preset, build_model, get_preset, imag
 from diffusion_jax.train import FLOW_TIME_SCALE, TrainState, create_train_state, epoch_batch_fn, fit, model_denoiser
 
 __all__ = ["Preset", "PRESETS", "get_preset", "build_model", "null_label", "image_shape", "model_input_shape",
-           "run_dir", "vae_fingerprint", "codec", "training_data", "train", "load_trained", "denoiser", "sample", "SOURCES"]
+           "run_dir", "training_log", "vae_fingerprint", "codec", "training_data", "train", "load_trained", "denoiser", "sample", "SOURCES"]
 
 #: Where :func:`load_trained` may take weights from.
 SOURCES = ("auto", "shipped", "cache")
@@ -54,6 +54,21 @@ def run_dir(preset: Preset, root=None) -> pathlib.Path:
     """The checkpoint folder of ``preset``'s own training run."""
     root = pathlib.Path(root) if root is not None else paths.cache_root() / "checkpoints"
     return root / f"{preset.name}-{preset.fingerprint()}"
+
+
+def training_log(preset: Preset, root=None) -> list[dict]:
+    """The training loss curve of ``preset``: rows ``{"step", "loss", ...}`` sorted by step.
+
+    From the run folder's ``log.jsonl`` when this machine trained the preset, else the
+    curve recorded with the shipped weights (same fingerprint only), else ``[]``.
+    """
+    path = run_dir(preset, root) / "log.jsonl"
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        entry = pretrained.find(preset.name) or {}
+        rows = entry.get("training_log", []) if entry.get("fingerprint") == preset.fingerprint() else []
+    return sorted({r["step"]: r for r in rows}.values(), key=lambda r: r["step"])  # a resumed run repeats steps
 
 
 def vae_fingerprint(preset: Preset) -> str:

@@ -152,16 +152,15 @@ def test_bad_cluster_settings_raise_one_line(kw, message):
 
 
 def test_cli_train_reports_bad_cluster_flags_before_any_work(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["train", "--num-processes", "2", "--process-id", "5", "--coordinator-address", "127.0.0.1:9"])
-    assert exc.value.code == 2
+    status = cli.main(["train", "--num-processes", "2", "--process-id", "5", "--coordinator-address", "127.0.0.1:9"])
+    assert status == 2
     assert "--process-id (or JAX_PROCESS_ID) must lie in [0, 1]" in capsys.readouterr().err
 
 
 CLI_CHILD = r"""
-import pathlib, sys
-from diffusion_jax import cli, pipeline
-pipeline.REPO_ROOT = pathlib.Path(sys.argv[1])  # an empty checkpoint cache
+import os, sys
+os.environ["DIFFUSION_JAX_CACHE"] = sys.argv[1]  # an empty checkpoint cache
+from diffusion_jax import cli
 sys.exit(cli.main(["train", "--preset", "mnist-dit", "--steps", "2", "--coordinator-address",
                    "127.0.0.1:" + sys.argv[2], "--num-processes", "2", "--process-id", sys.argv[3]]))
 """
@@ -183,6 +182,6 @@ def test_cli_train_runs_as_two_processes(tmp_path):
         assert p.returncode == 0, err[-3000:]
     assert "trained mnist-dit (2 steps, 2 processes)" in outs[0][0]
     assert "trained" not in outs[1][0]  # process 0 reports, process 1 stays quiet
-    [run] = list((tmp_path / "data" / "checkpoints").glob("mnist-dit-*"))
+    [run] = list((tmp_path / "checkpoints").glob("mnist-dit-*"))
     assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == ["step_00000002"]
     assert len((run / "log.jsonl").read_text().splitlines()) == 1

@@ -144,12 +144,11 @@ def build_generator(preset_name: str, args) -> None:
         state = TrainState(step=np.int32(preset.train.steps), params=ema, opt_state=None, ema_params=ema,
                                     rest=jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), skel.rest),
                                     graphdef=skel.graphdef)
-        wall, command = args.wall_s, args.command
+        wall, command, rows = args.wall_s, args.command, []
     else:
         t0 = time.perf_counter()
         state = pipeline.train(preset, retrain=True)
-        log = pipeline.run_dir(preset) / "log.jsonl"
-        rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        rows = pipeline.training_log(preset)
         wall = rows[-1]["wall_s"] if rows else time.perf_counter() - t0
         command = f"python tools/make_pretrained.py {preset_name}  (= diffusion-jax train --preset {preset_name} --retrain)"
     name = preset.name
@@ -157,7 +156,9 @@ def build_generator(preset_name: str, args) -> None:
         name, state.ema_params, kind="generator", fingerprint=preset.fingerprint(),
         dtype="float16" if name in HALF else "float32", preset=name, command=command, steps=preset.train.steps,
         images_seen=preset.train.steps * preset.train.batch_size, wall_s=round(float(wall), 1),
-        machine=args.machine or machine())
+        machine=args.machine or machine(),
+        # The loss curve travels with the weights, so lesson 02 can plot it on a fresh clone.
+        training_log=[{"step": r["step"], "loss": round(float(r["loss"]), 5)} for r in rows])
     shipped = pipeline.load_trained(preset, source="shipped")  # what users get, float16 included
     n = args.num_score
     labels = np.arange(n) % pipeline.null_label(preset)
