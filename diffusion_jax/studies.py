@@ -105,7 +105,8 @@ def quality_vs_steps(key, state, preset, classifier, real_features, *, steps=(10
     reference classifier (``(graphdef, params)``); ``real_features``: ``(M, D)`` features
     of held-out real images (the FID reference). ``num_samples`` images are drawn with
     labels ``0, 1, ..., K-1, 0, ...``; ``guidance_scale`` of exactly 1 is the plain
-    conditional model (1 prediction per step), anything else batched CFG (2).
+    conditional model (1 prediction per step), anything else batched CFG (2), except for
+    a guidance-distilled student, which takes the scale as an input (1 at every scale).
 
     Returns :func:`sampler_study`'s rows plus ``fid``, ``kid`` (unbiased MMD^2, mean over
     subsets of ``min(kid_subset_size, N)``), ``accuracy`` and ``guidance_scale``. FID is
@@ -132,7 +133,8 @@ def quality_vs_steps(key, state, preset, classifier, real_features, *, steps=(10
     rows = sampler_study(key, pipeline.denoiser(state, preset, scale), pipeline.model_input_shape(preset), labels,
                          score, samplers=samplers, steps=steps,
                          schedule=None if preset.is_flow else schedules.make_schedule(preset.schedule),
-                         predictions_per_step=1 if scale == 1.0 else 2, batch_size=batch_size,
+                         predictions_per_step=1 if scale == 1.0 or preset.guidance_input else 2,
+                         batch_size=batch_size,
                          decode=pipeline.codec(preset).decode if preset.is_latent else None, progress=progress)
     for row in rows:
         row["guidance_scale"] = scale
