@@ -16,8 +16,8 @@ help:
 	@echo "make toy        every sampler on the exact 2-D toy (outputs/toy/)"
 	@echo "make test       set up (incl. the diffusers peer env), then run the whole test suite"
 	@echo "make test-fast  skip tests marked slow"
-	@echo "make lab        build the learner notebooks and open JupyterLab on them"
-	@echo "make solutions  build the solution notebooks into build/solutions/"
+	@echo "make lab        build the learner notebooks (no solutions) and open JupyterLab on them"
+	@echo "make solutions  build the worked solutions into build/solutions/ (only on request)"
 	@echo "make test-browser  run lessons 01 and 06 in JupyterLab + headless Chromium (outputs/browser/)"
 	@echo "make book       the executed solution notebooks as an HTML book (build/book/_build/html/)"
 	@echo "make bench      run the benchmarks in bench/ (JSON in outputs/bench/; BENCH_ARGS=--quick)"
@@ -65,7 +65,9 @@ test: setup peer
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Learner notebooks a learner has edited are never overwritten (see tools/build_lessons.py).
+# Learner notebooks only: the worked solutions are built by `make solutions`, on request, so
+# they do not sit next to the exercises. An edited learner notebook is never overwritten
+# (see tools/build_lessons.py). `diffusion-jax progress` grades what the learner saved.
 lessons: setup
 	$(BIN)/python tools/build_lessons.py
 

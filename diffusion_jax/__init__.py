@@ -53,7 +53,7 @@ from diffusion_jax.samplers import ddim_invert, ddim_sample, ddpm_sample, initia
 from diffusion_jax.schedules import Schedule, make_schedule, rescale_zero_terminal_snr
 from diffusion_jax.timesteps import ddim_timesteps
 
-from diffusion_jax._version import __version__
+from diffusion_jax._version import __version__  # noqa: F401  (the package version, one place)
 
 __all__ = [
     "Schedule", "make_schedule", "rescale_zero_terminal_snr",

@@ -16,7 +16,6 @@ import functools
 import hashlib
 import json
 import sys
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -202,22 +201,22 @@ def train_classifier(key, dataset="mnist", *, steps: int = 1500, batch_size: int
                 key=np.asarray(key_bits).ravel().tolist(), **recipe, **arch)
     init_key, fit_key = jax.random.split(key)
     make = lambda: Classifier(images.shape[1:], **arch, rngs=nnx.Rngs(params=init_key))
-    path = None
-    if cache_dir is not None:
-        cache_dir = paths.resolve(cache_dir)  # data/checkpoints honours DIFFUSION_JAX_CACHE
-        digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
-        path = cache_dir / f"{name}-{digest[:16]}.npz"
-        if path.is_file():
-            graphdef, template = nnx.split(nnx.eval_shape(make))
-            try:
-                return graphdef, load_params(path, template, meta)
-            except ValueError as err:
-                warnings.warn(f"{err}; retraining", stacklevel=2)
-    graphdef, params = nnx.split(make())
-    params = _fit(fit_key, images, labels, graphdef, params, **recipe, progress=progress)
-    if path is not None:
-        save_params(path, params, meta)
-    return graphdef, params
+
+    def build(path):
+        graphdef, params = nnx.split(make())
+        params = _fit(fit_key, images, labels, graphdef, params, **recipe, progress=progress)
+        if path is not None:
+            save_params(path, params, meta)
+        return graphdef, params
+
+    if cache_dir is None:
+        return build(None)
+
+    def load(path):
+        graphdef, template = nnx.split(nnx.eval_shape(make))
+        return graphdef, load_params(path, template, meta)
+
+    return paths.cached(paths.keyed_path(cache_dir, name, meta, ".npz"), load, build, what="classifier")
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -21,6 +22,15 @@ COMMANDS = {
     "sample": "sample a trained preset to a PNG grid and an .npz",
     "eval": "score an .npz of samples: domain FID/KID, class accuracy, memorisation",
     "data": "show where each data set is found, or how to get it",
+    "progress": "grade your saved lesson notebooks: solved / attempted / not started per lesson",
+    "quiz": "build a closed-book quiz notebook from chosen lessons (for a class)",
+    "report": "grade a folder of participants' quiz notebooks into a class report (CSV + figure)",
+}
+# commands whose flags and logic live in a library module with add_arguments(parser) and run(args)
+MODULE_COMMANDS = {
+    "progress": "diffusion_jax.exercises.progress",
+    "quiz": "diffusion_jax.exercises.quiz",
+    "report": "diffusion_jax.exercises.report",
 }
 
 
@@ -91,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("samples", help="an .npz with 'images' (N, H, W, C) in [-1, 1] and 'labels' (N,)")
     e.add_argument("--dataset", default="mnist", help="data set the samples imitate (default: mnist)")
     cmd["data"].add_argument("--name", default=None, help="only this data set")
+    for name, module in MODULE_COMMANDS.items():
+        importlib.import_module(module).add_arguments(cmd[name])
     return parser
 
 
@@ -191,6 +203,8 @@ def main(argv=None) -> int:
             keys = ("fid", "kid_mean", "accuracy", "nn_ratio", "param_count", "timings_s")
             print(json.dumps({k: result[k] for k in keys}, indent=1))
             print(f"wrote {cfg.out_dir}/samples.png, quality.png, samples.npz, metrics.json")
+        elif args.command in MODULE_COMMANDS:
+            importlib.import_module(MODULE_COMMANDS[args.command]).run(args)
         else:
             {"train": _train, "sample": _sample, "eval": _eval, "data": _data}[args.command](args)
     except (ValueError, FileNotFoundError) as err:

@@ -68,7 +68,7 @@ def step_orders(num_steps: int, order: int, *, lower_order_final: bool = True,
         orders = np.where(i == num_steps - 1, 1, orders)
     return orders.astype(np.int32)
 
-__all__ = ["sample_dpmpp_2m", "karras_grid"]
+__all__ = ["sample_dpmpp_2m", "multistep_sample", "sample_dpmpp_3m", "step_orders"]
 
 
 def _lambda(a, s):

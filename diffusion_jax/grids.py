@@ -39,7 +39,7 @@ from diffusion_jax.schedules import Schedule
 from diffusion_jax.timesteps import ddim_timesteps, dpm_timesteps, karras_sigmas, schedule_sigmas, sigma_to_t
 
 __all__ = ["PATHS", "Grid", "ancestral_coefficients", "eta_sigmas", "sigma_hat", "timestep_grid", "ddim_grid",
-           "ddpm_grid", "flow_grid"]
+           "ddpm_grid", "flow_grid", "dpm_grid", "karras_grid", "sigma_grid", "FINALS"]
 
 PATHS = ("vp", "flow")  # variance-preserving diffusion, rectified flow
 FINALS = ("zero", "sigma_min")  # where the last step lands: the data, or alpha_bar_0

@@ -12,13 +12,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import logging
 import math
 import re
 import time
-import warnings
-import zipfile
 from pathlib import Path
 
 import jax
@@ -96,9 +93,6 @@ def value_counts(pixel_shape, latent_shape) -> dict:
             "scalar_reduction": ratio(pixel_values, latent_values),
             "spatial_reduction": ratio(pix[0] * pix[1], lat[0] * lat[1])}
 
-
-def _root_relative(path) -> Path:
-    return paths.resolve(path)  # data/checkpoints and data/cache honour DIFFUSION_JAX_CACHE
 
 
 def _digest(a) -> str:
@@ -213,24 +207,25 @@ def train_vae(dataset, preset: str | VAEConfig = "mnist", config: VAETrainConfig
         raise ValueError(f"images of shape {images.shape} do not fit the VAE config: expected (N, *{want})")
     keyed = {"format": _FORMAT, "train": dataclasses.asdict(config),
              "vae": dataclasses.asdict(vae_cfg), "data": _digest(images)}
-    run_hash = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
-    run_dir = _root_relative(cache_dir) / f"vae-{name}-{run_hash}"
-    if ckpt.latest_checkpoint(run_dir) is not None:
+    run_dir = paths.keyed_path(cache_dir, f"vae-{name}", keyed)
+
+    def load(run_dir):
         graphdef, abstract = vae_skeleton(vae_cfg)
-        try:
-            params = jax.tree.map(jnp.asarray, ckpt.restore_checkpoint(run_dir, abstract))
-            log.info("loaded VAE from %s", run_dir)
-            return graphdef, params
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            warnings.warn(f"cached VAE in {run_dir} is unreadable ({err}); training it again", stacklevel=2)
-    graphdef, params = _init_params(vae_cfg, config.seed)
-    t0 = time.perf_counter()
-    params, history = _train_loop(graphdef, params, images, config, progress)
-    meta = {**keyed, "step": config.steps, "dataset": name, "num_images": len(images),
-            "train_seconds": time.perf_counter() - t0, "history": history}
-    ckpt.save_checkpoint(run_dir, params, meta, keep=1)
-    log.info("trained VAE saved to %s", run_dir)
-    return graphdef, params
+        params = jax.tree.map(jnp.asarray, ckpt.restore_checkpoint(run_dir, abstract))
+        log.info("loaded VAE from %s", run_dir)
+        return graphdef, params
+
+    def build(run_dir):
+        graphdef, params = _init_params(vae_cfg, config.seed)
+        t0 = time.perf_counter()
+        params, history = _train_loop(graphdef, params, images, config, progress)
+        meta = {**keyed, "step": config.steps, "dataset": name, "num_images": len(images),
+                "train_seconds": time.perf_counter() - t0, "history": history}
+        ckpt.save_checkpoint(run_dir, params, meta, keep=1)
+        log.info("trained VAE saved to %s", run_dir)
+        return graphdef, params
+
+    return paths.cached(run_dir, load, build, what="VAE", present=lambda d: ckpt.latest_checkpoint(d) is not None)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -320,14 +315,13 @@ def encode_dataset(codec: LatentCodec, images, *, name: str, cache_dir="data/cac
         raise ValueError(f"name must match {_SAFE_NAME.pattern} (it becomes a file name), got {name!r}")
     images = np.asarray(images)
     fp = fingerprint(codec.params)
-    path = _root_relative(cache_dir) / f"latents-{name}-{fp[:16]}-{_digest(images)[:16]}.npz"
+    path = paths.resolve(cache_dir) / f"latents-{name}-{fp[:16]}-{_digest(images)[:16]}.npz"
     shape = (len(images), *codec.latent_shape)
-    if path.exists():
-        try:
-            return _load_latents(path, fp, float(codec.scale), shape)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            warnings.warn(f"latent cache {path} is unusable ({err}); re-encoding", stacklevel=2)
-    latents = codec.encode(images).astype(np.float32)
-    ckpt.atomic_savez(path, latents=latents, fingerprint=np.str_(fp), scale=np.float64(codec.scale),
-                  sha256=np.str_(_digest(latents)))
-    return latents
+
+    def build(path):
+        latents = codec.encode(images).astype(np.float32)
+        ckpt.atomic_savez(path, latents=latents, fingerprint=np.str_(fp), scale=np.float64(codec.scale),
+                          sha256=np.str_(_digest(latents)))
+        return latents
+
+    return paths.cached(path, lambda p: _load_latents(p, fp, float(codec.scale), shape), build, what="latent")

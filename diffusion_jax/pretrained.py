@@ -168,6 +168,7 @@ def update(name: str, entry: dict | None, root: Path | None = None) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=False, default=str)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the manifest from other users
     os.replace(tmp, path)
 
 

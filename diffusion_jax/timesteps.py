@@ -26,7 +26,7 @@ import numpy as np
 from diffusion_jax._checks import check_choice
 
 __all__ = ["SPACINGS", "uniform_timesteps", "uniform_times", "logit_normal_times", "logit_normal_pdf",
-           "shift_times", "ddim_timesteps"]
+           "shift_times", "ddim_timesteps", "dpm_timesteps", "karras_sigmas", "schedule_sigmas", "sigma_to_t"]
 
 SPACINGS = ("leading", "trailing", "linspace")
 

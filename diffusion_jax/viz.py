@@ -108,10 +108,11 @@ def image_grid(images, nrow: int, pad: int = 1):
     return out
 
 
-def show_images(images, nrow: int, ax=None, title=None, row_labels=None, fontsize: float = 8):
+def show_images(images, nrow: int, ax=None, title=None, row_labels=None, fontsize: float = 8, col_labels=None):
     """Display a grid from :func:`image_grid` (grey for one channel) with fixed [0, 1] range.
 
-    ``row_labels``: one label per grid row, drawn as y tick labels at the rows' centres.
+    ``row_labels``: one label per grid row, drawn as y tick labels at the rows' centres;
+    ``col_labels``: one label per grid column (``nrow`` of them), drawn under the columns.
     """
     ax = _axes(ax, (nrow, max(1, len(images) // nrow)))
     grid = image_grid(images, nrow)
@@ -120,14 +121,21 @@ def show_images(images, nrow: int, ax=None, title=None, row_labels=None, fontsiz
     else:
         ax.imshow(grid, vmin=0, vmax=1)
     ax.axis("off")
+    if row_labels is not None or col_labels is not None:
+        ax.axis("on")
+        ax.set_xticks([])
+        ax.set_yticks([])
     if row_labels is not None:
         rows = -(-len(images) // nrow)
         if len(row_labels) != rows:
             raise ValueError(f"row_labels must name each of the {rows} grid rows, got {len(row_labels)}")
         h = np.asarray(images).shape[1] + 1  # image height + the 1-pixel pad of image_grid
-        ax.axis("on")
-        ax.set_xticks([])
         ax.set_yticks([1 + h * k + h // 2 for k in range(rows)], [str(r) for r in row_labels], fontsize=fontsize)
+    if col_labels is not None:
+        if len(col_labels) != nrow:
+            raise ValueError(f"col_labels must name each of the {nrow} grid columns, got {len(col_labels)}")
+        w = np.asarray(images).shape[2] + 1  # image width + the 1-pixel pad of image_grid
+        ax.set_xticks([1 + w * k + w // 2 for k in range(nrow)], [str(c) for c in col_labels], fontsize=fontsize)
     if title:
         ax.set_title(title, fontsize=9)
     return ax

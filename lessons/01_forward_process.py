@@ -21,10 +21,16 @@
 # 2. plot four schedules side by side in three different coordinates,
 # 3. watch MNIST digits dissolve into static,
 # 4. rebuild the chapter's single-pixel example with library calls,
-# 5. implement `alpha_bar_from_betas`, `q_sample` and `snr` yourself — graded on the spot.
+# 5. implement `alpha_bar_from_betas`, `q_sample` and `snr` yourself, and derive how to
+#    noise from the *middle* of the chain (`q_sample_from`) — graded on the spot.
 #
 # Cells tagged as exercises stop with a one-line message such as
 # `✘ q_sample: not implemented yet — …` until you fill them in. Everything else runs as is.
+# Stuck? `hint("q_sample")` prints a first hint; call it again for a more specific one (the
+# last one gives the formula away, so try the earlier ones first).
+# To see how far you are in the whole course, save your notebooks and run
+# `from diffusion_jax.exercises import show_progress; show_progress()` (or
+# `diffusion-jax progress` in a terminal).
 
 # %%
 import jax
@@ -34,7 +40,7 @@ import numpy as np
 
 from diffusion_jax import data, forward, schedules, viz
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 
 FAST = fast_mode()  # DIFFUSION_JAX_FAST=1: smaller Monte-Carlo runs, same lesson
 print("fast mode:", FAST)
@@ -89,18 +95,18 @@ print("alpha_bar at t = 0, 499, 999:", np.round(np.asarray(sched.alpha_bars[jnp.
 # %% [markdown]
 # ### Exercise 1 — from betas to $\bar\alpha_t$
 #
-# Implement the cumulative product. It is one line, but it is the line every scheduler in
+# Turn the per-step noise variances into $\bar\alpha_t$, the share of the signal's power
+# that is left after steps $0..t$. It is one line, but it is the line every scheduler in
 # every library starts from.
 
 # %% tags=["exercise"]
 def alpha_bar_from_betas(betas):
-    """Return alpha_bar_t = prod_{s<=t} (1 - beta_s) for every t.
+    """alpha_bar for every timestep of a schedule.
 
-    betas: (T,) float array of per-step noise variances in [0, 1].
-    returns: (T,) array; entry t is the product of (1 - beta_0) ... (1 - beta_t).
+    betas: (T,) float array, the noise variance added at each step (0 <= beta <= 1).
+    returns: (T,) array; entry t is the share of the signal power left after steps 0..t.
     """
     ### BEGIN SOLUTION
-    # HINT: alphas = 1 - betas, then a running product along the only axis (jnp.cumprod)
     return jnp.cumprod(1.0 - jnp.asarray(betas))
     ### END SOLUTION
 
@@ -163,21 +169,19 @@ print("the step-by-step chain matches q(x_t | x0) at every probed t ✔")
 # ### Exercise 2 — sample $q(x_t \mid x_0)$ for a whole batch
 #
 # Now write the closed form yourself. The one subtlety is **broadcasting**: `t` holds one
-# timestep per row of the batch, so `alpha_bars[t]` has shape `(B,)`, while `x0` may be
-# `(B, H, W, C)` images or `(B, D)` vectors. Reshape the coefficient so it multiplies a
-# whole row.
+# timestep per row of the batch, while `x0` may be `(B, H, W, C)` images or `(B, D)`
+# vectors, and every row must be noised to its own level.
 
 # %% tags=["exercise"]
 def q_sample(schedule, x0, t, eps):
-    """Noise a batch to per-row timesteps in one shot.
+    """Noise a batch to per-row timesteps in one shot: a sample of q(x_t | x0).
 
     schedule: a diffusion_jax Schedule (schedule.alpha_bars has shape (T,)).
     x0:  (B, ...) clean data.      t: (B,) integer timesteps in 0..T-1.
     eps: (B, ...) standard normal noise, same shape as x0.
-    returns x_t = sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * eps, shape of x0.
+    returns: x_t, same shape as x0; row b is noised to timestep t[b] with the noise eps[b].
     """
     ### BEGIN SOLUTION
-    # HINT: ab = schedule.alpha_bars[t] has shape (B,); reshape it to (B, 1, ..., 1) with x0.ndim axes before multiplying
     ab = schedule.alpha_bars[t].reshape((-1,) + (1,) * (x0.ndim - 1))
     return jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * eps
     ### END SOLUTION
@@ -212,42 +216,63 @@ four = [
     schedules.rescale_zero_terminal_snr(schedules.linear(1000)),
 ]
 
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-viz.plot_schedules(four, ax=axes[0], quantity="alpha_bars")
-axes[0].set_title(r"$\bar\alpha_t$ (signal power left)")
 t_axis = np.arange(1000)
-for i, s in enumerate(four):
-    axes[1].plot(t_axis, np.asarray(s.signal_scale), color=f"C{i}", label=f"{s.name}")
-    axes[1].plot(t_axis, np.asarray(s.noise_scale), color=f"C{i}", ls="--")
-axes[1].set_title(r"$\sqrt{\bar\alpha_t}$ (solid) vs $\sqrt{1-\bar\alpha_t}$ (dashed)")
-axes[1].set_xlabel("timestep t")
-axes[1].legend(fontsize=7)
-viz.plot_schedules(four, ax=axes[2], quantity="log_snr")
-axes[2].set_title(r"$\log\,\mathrm{SNR}(t)$")
-axes[2].set_ylim(-16, 12)  # zero-terminal SNR ends at -inf
-plt.tight_layout()
+# the zero-terminal-SNR schedule equals linear almost everywhere: draw it dashed on top
+styles = [dict(lw=2.5), dict(lw=1.5), dict(lw=1.5), dict(lw=1.5, ls="--", color="k")]
+fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+ax = axes[0, 0]
+for s, st in zip(four, styles):
+    ax.plot(t_axis, np.asarray(s.alpha_bars), label=s.name, **st)
+ax.set(xlabel="timestep t", ylabel=r"$\bar\alpha_t$", title=r"$\bar\alpha_t$: share of the signal power left")
+ax.legend(fontsize=8)
+ax = axes[0, 1]
+for i, s in enumerate(four[:3]):
+    ax.plot(t_axis, np.asarray(s.signal_scale), color=f"C{i}", label=s.name)
+    ax.plot(t_axis, np.asarray(s.noise_scale), color=f"C{i}", ls=":")
+ax.axhline(np.sqrt(0.5), color="0.6", lw=0.8)
+ax.set(xlabel="timestep t", ylabel="coefficient",
+       title=r"coefficients of $x_0$: $\sqrt{\bar\alpha_t}$ (solid); of $\varepsilon$: $\sqrt{1-\bar\alpha_t}$ (dotted)")
+ax.title.set_fontsize(10)
+ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+ax = axes[1, 0]
+tail = t_axis[900:]
+for s, st in zip(four, styles):
+    ax.semilogy(tail, np.maximum(np.asarray(s.signal_scale)[900:], 1e-8), label=s.name, **st)
+ax.set(xlabel="timestep t (last 100 steps)", ylabel=r"$\sqrt{\bar\alpha_t}$ (log scale)",
+       title="the end of the chain: how much of $x_0$ is left in $x_t$")
+ax.legend(fontsize=8)
+ax = axes[1, 1]
+for s, st in zip(four, styles):
+    ax.plot(t_axis, np.asarray(s.log_snr), label=s.name, **st)
+ax.set(xlabel="timestep t", ylabel=r"$\log\,\mathrm{SNR}(t)$", title=r"$\log\,\mathrm{SNR}(t)$",
+       ylim=(-16, 12))  # zero-terminal SNR ends at -inf
+ax.legend(fontsize=8)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Things to notice:
+# Things to notice (the table below prints the numbers):
 #
-# - With **linear** betas, $\bar\alpha_t$ is already below 0.05 around $t \approx 600$: the
-#   last ~40% of timesteps are spent on inputs that are almost pure static.
+# - With **linear** betas, $\bar\alpha_t$ is already below 0.05 at $t \approx 540$: the
+#   last ~45% of timesteps are spent on inputs that are almost pure static.
 # - **cosine** keeps $\bar\alpha_t$ nearly linear in the middle, so timesteps are spread
-#   more evenly over "how much is left".
-# - The solid and dashed curves cross where $\bar\alpha_t = 0.5$, i.e. SNR = 1: signal
-#   and noise carry equal power.
-# - Only the **zero terminal SNR** curve reaches $\log\mathrm{SNR} = -\infty$. For the
-#   others, the final $x_{T-1}$ still leaks a trace of $x_0$ — a training/sampling mismatch
-#   that lesson 04 returns to.
-#
-# The table below makes the last point numeric.
+#   more evenly over "how much is left"; it drops below 0.05 only at $t \approx 850$.
+# - A solid and a dotted curve of one colour cross where $\bar\alpha_t = 0.5$ (the grey
+#   line at $\sqrt{0.5}$), i.e. SNR = 1: signal and noise carry equal power.
+# - **linear** and **linear + zero terminal SNR** (dashed black) cannot be told apart in
+#   $\bar\alpha_t$ (top left): the rescale changes only values that are already tiny. A log
+#   scale separates them (bottom left, the last 100 steps; bottom right, log-SNR): linear
+#   leaves $\sqrt{\bar\alpha_{T-1}} \approx 0.006$ of the signal in $x_{T-1}$, the rescaled
+#   schedule falls to exactly 0, and only it reaches $\log\mathrm{SNR} = -\infty$.
+#   That trace of $x_0$ in the last step is a training/sampling mismatch that lesson 04
+#   returns to.
 
 # %%
-print(f"{'schedule':<24} {'alpha_bar[-1]':>14} {'SNR[-1]':>10} {'t where SNR<1':>14}")
+print(f"{'schedule':<24} {'alpha_bar[-1]':>14} {'SNR[-1]':>10} {'t: SNR < 1':>11} {'t: alpha_bar < 0.05':>20}")
 for s in four:
     below = int(np.argmax(np.asarray(s.snr) < 1.0))
-    print(f"{s.name:<24} {float(s.alpha_bars[-1]):14.3e} {float(s.snr[-1]):10.3e} {below:>14}")
+    faint = int(np.argmax(np.asarray(s.alpha_bars) < 0.05))
+    print(f"{s.name:<24} {float(s.alpha_bars[-1]):14.3e} {float(s.snr[-1]):10.3e} {below:>11} {faint:>20}")
 
 # %% [markdown]
 # ## 3. Watching digits dissolve
@@ -255,19 +280,23 @@ for s in four:
 # Now the same closed form on real images. Each row is one MNIST digit (scaled to
 # $[-1, 1]$); each column is a timestep of the linear schedule, all produced by a single
 # `q_sample` call per column with shared noise per digit, so you see only the effect of $t$.
+# (The data set is stored sorted by class, so we pick four different digits by label rather
+# than the first four images, which would all be zeros.)
 
 # %%
 mnist = data.load_dataset("mnist")
-x0_digits = jnp.asarray(data.to_float(mnist.images[:4]))  # (4, 28, 28, 1)
+shown_digits = [2, 4, 7, 9]
+pick = [int(np.flatnonzero(mnist.labels == k)[0]) for k in shown_digits]
+x0_digits = jnp.asarray(data.to_float(mnist.images[pick]))  # (4, 28, 28, 1)
 ts_show = [0, 50, 100, 200, 350, 500, 700, 999]
 eps_digits = jax.random.normal(jax.random.key(2), x0_digits.shape)
 
 columns = [forward.q_sample(sched, x0_digits, jnp.full((4,), t), eps_digits) for t in ts_show]
-grid = jnp.stack(columns, axis=1).reshape(-1, 28, 28, 1)  # row-major: digit, then timestep
+grid = jnp.stack(columns, axis=1).reshape(-1, 28, 28, 1)  # (4 * 8, 28, 28, 1): digit, then timestep
 
-fig, ax = plt.subplots(figsize=(8, 4.4))
-viz.show_images(grid, nrow=len(ts_show), ax=ax,
-                title="linear schedule, t = " + ", ".join(map(str, ts_show)))
+fig, ax = plt.subplots(figsize=(8, 4.6))
+viz.show_images(grid, nrow=len(ts_show), ax=ax, title="linear schedule: one digit per row",
+                col_labels=[f"t = {t}" for t in ts_show], row_labels=[f"digit {k}" for k in shown_digits])
 plt.show()
 
 # %% [markdown]
@@ -326,26 +355,51 @@ print("matches the chapter's numbers ✔")
 # %% [markdown]
 # ### Exercise 3 — the signal-to-noise ratio
 #
-# The coefficient of $x_0$ is $\sqrt{\bar\alpha_t}$ and that of $\varepsilon$ is
-# $\sqrt{1-\bar\alpha_t}$; the SNR compares their *powers* (squares). Return it for every
-# timestep of a schedule. It must also handle a zero-terminal-SNR schedule, whose last
-# entry is exactly 0.
+# The SNR compares how much of $x_t$'s power comes from the signal with how much comes from
+# the noise. Return it for every timestep of a schedule. It must also handle a
+# zero-terminal-SNR schedule, whose last $\bar\alpha$ is exactly 0.
 
 # %% tags=["exercise"]
 def snr(schedule):
     """Signal-to-noise ratio of every timestep.
 
     schedule: a diffusion_jax Schedule with alpha_bars of shape (T,).
-    returns: (T,) array, SNR(t) = alpha_bar_t / (1 - alpha_bar_t).
+    returns: (T,) array, signal power over noise power in x_t at each timestep.
     """
     ### BEGIN SOLUTION
-    # HINT: signal power is alpha_bar_t and noise power is 1 - alpha_bar_t; divide elementwise
     ab = schedule.alpha_bars
     return ab / (1.0 - ab)
     ### END SOLUTION
 
 
 check("snr", snr)
+
+# %% [markdown]
+# ### Exercise 4 — noising from the middle of the chain (a derivation)
+#
+# Everything so far started from the clean $x_0$. Some methods (SDEdit-style editing,
+# distillation, consistency training) start from a sample $x_s$ that is *already* noised to
+# timestep $s$ and need $x_t$ for a later $t \ge s$. The lesson has not given you this
+# formula: derive it with the same argument as the collapse of the chain in section 1 —
+# write out the steps $s+1, \dots, t$ and merge them — and implement it. The grader checks
+# it on rows with $s = t$, with one step ($t = s + 1$) and with long jumps.
+
+# %% tags=["exercise"]
+def q_sample_from(schedule, x_s, s, t, eps):
+    """Continue the forward process from timestep s to timestep t >= s in one shot.
+
+    schedule: a Schedule; x_s: (B, ...) samples already noised to their timestep s.
+    s, t: (B,) integer timesteps with s <= t (library numbering: x_s has been through steps 0..s).
+    eps: (B, ...) standard normal noise.
+    returns: x_t, shape of x_s, distributed as the chain would leave x_s after steps s+1..t.
+    """
+    ### BEGIN SOLUTION
+    ratio = (schedule.alpha_bars[t] / schedule.alpha_bars[s]).reshape((-1,) + (1,) * (x_s.ndim - 1))
+    return jnp.sqrt(ratio) * x_s + jnp.sqrt(1.0 - ratio) * eps
+    ### END SOLUTION
+
+
+check("q_sample_from", q_sample_from)
 
 # %% [markdown]
 # ## Check your understanding
@@ -367,7 +421,7 @@ check("snr", snr)
 # 1. Because $q(x_t \mid x_0)$ is a single Gaussian with mean $\sqrt{\bar\alpha_t}\,x_0$ and
 #    variance $1-\bar\alpha_t$: one noise draw and one lookup of $\bar\alpha_t$ per row. The
 #    per-row coefficient is just broadcast over the image.
-# 2. Around $t \approx 260$ (the table in section 2 prints it). Everything after that is
+# 2. At $t \approx 260$ (the table in section 2 prints it). Everything after that is
 #    noise-dominated, and the last few hundred steps are almost pure static — the
 #    motivation for cosine schedules and SNR-aware loss weighting.
 # 3. SNR compares *powers* averaged over all possible noise draws ($\bar\alpha$ vs

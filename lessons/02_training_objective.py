@@ -19,7 +19,8 @@
 # 2. recompute the chapter's two-timestep loss example with the library,
 # 3. look at how much each timestep counts in the loss (loss weighting),
 # 4. train (or load) a small MNIST U-Net and read its loss curve and its loss by timestep,
-# 5. implement the loss and the training pair yourself, graded on the spot.
+# 5. implement the loss, the training pair and a whole training step yourself, graded on
+#    the spot (`hint("name")` when you are stuck; each call gives a more specific hint).
 #
 # Set `DIFFUSION_JAX_FAST=1` for a quick smoke run (a 30-step model, small evaluations).
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from diffusion_jax import data, losses, pipeline, schedules
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 from diffusion_jax.train import model_denoiser
 
 FAST = fast_mode()
@@ -105,7 +106,9 @@ for row in rows:
 
 # %%
 train_ds = data.load_dataset("mnist", "train")
-x_batch = jnp.asarray(data.to_float(train_ds.images[:16]))  # (16, 28, 28, 1) in [-1, 1]
+# the data set is stored sorted by class: draw the batch at random, not the first 16 (all zeros)
+batch_idx = np.random.default_rng(0).permutation(len(train_ds))[:16]
+x_batch = jnp.asarray(data.to_float(train_ds.images[batch_idx]))  # (16, 28, 28, 1) in [-1, 1]
 
 
 def predict_zero(x_t, t, cond):
@@ -113,7 +116,7 @@ def predict_zero(x_t, t, cond):
 
 
 loss, aux = losses.diffusion_loss(jax.random.key(0), predict_zero, linear, x_batch)
-print("batch shape:", x_batch.shape)
+print("batch shape:", x_batch.shape, " digits:", train_ds.labels[batch_idx].tolist())
 print("timesteps drawn:", np.asarray(aux["t"]))
 print("per-example loss:", np.round(np.asarray(aux["per_example"]), 3))
 print(f"mean loss of the all-zero denoiser: {float(loss):.3f}  (the noise variance is 1)")
@@ -127,12 +130,12 @@ print(f"mean loss of the all-zero denoiser: {float(loss):.3f}  (the noise varian
 
 # %% tags=["exercise"]
 def simple_loss(pred_eps, true_eps):
-    """Per-example MSE: mean of (pred_eps - true_eps)**2 over all axes except axis 0.
+    """The simple diffusion loss of each example: its mean squared error.
 
-    pred_eps, true_eps: arrays of shape (B, ...). Returns shape (B,).
+    pred_eps, true_eps: arrays of shape (B, ...) (any number of trailing axes).
+    returns: shape (B,), one loss per example.
     """
     ### BEGIN SOLUTION
-    # HINT: square the difference, then jnp.mean over axis=tuple(range(1, pred_eps.ndim))
     return jnp.mean((pred_eps - true_eps) ** 2, axis=tuple(range(1, pred_eps.ndim)))
     ### END SOLUTION
 
@@ -146,20 +149,18 @@ check("simple_loss", simple_loss)
 # network predicts; the target does. Given explicit timesteps `t` (shape `(B,)`) and
 # noise `eps` (shape of `x0`), return `(x_t, target)` where
 #
-# * `x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps` with `ab_t = schedule.alpha_bars[t]`,
-# * the target is `eps` for `prediction="eps"`, `x0` for `"x0"`, and the velocity
-#   `v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0` for `"v"`.
-#
-# Remember to reshape the per-row `ab_t` to `(B, 1, ..., 1)` so it broadcasts.
+# * `x_t` is the forward sample of lesson 01,
+# * the target is `eps` for `prediction="eps"`, `x0` for `"x0"`, and the velocity `v` for
+#   `"v"` (section 5 below and lesson 04 say more about v; `hint` helps if you have not met it).
 
 # %% tags=["exercise"]
 def noisy_input_and_target(schedule, x0, t, eps, prediction):
-    """Return (x_t, target) for a model that predicts `prediction` ("eps", "x0" or "v").
+    """One training pair for a model that predicts `prediction` ("eps", "x0" or "v").
 
     schedule: a Schedule; x0, eps: (B, ...); t: (B,) integer timesteps.
+    returns: (x_t, target), both of shape (B, ...).
     """
     ### BEGIN SOLUTION
-    # HINT: ab = schedule.alpha_bars[t].reshape((-1,) + (1,) * (x0.ndim - 1)); build x_t, then pick the target
     ab = schedule.alpha_bars[t].reshape((-1,) + (1,) * (x0.ndim - 1))
     x_t = jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * eps
     if prediction == "eps":
@@ -173,6 +174,36 @@ def noisy_input_and_target(schedule, x0, t, eps, prediction):
 
 
 check("noisy_input_and_target", noisy_input_and_target)
+
+# %% [markdown]
+# ## Exercise 3 — a whole training step
+#
+# Put the pieces together. The "network" is the smallest one possible, a linear map:
+# `eps_hat = x_t @ w` with a `(D, D)` weight matrix, on a batch of `(B, D)` vectors. Write one
+# step of plain gradient descent on the simple loss (averaged over the batch) and return the
+# new weights and the loss before the step. Timesteps and noise are given, so the step is
+# deterministic. Nothing here is new; the work is in getting every part right at once.
+
+# %% tags=["exercise"]
+def sgd_step(w, schedule, x0, t, eps, lr):
+    """One gradient-descent step of an eps-predicting linear model eps_hat = x_t @ w.
+
+    w: (D, D) weights; schedule: a Schedule; x0, eps: (B, D); t: (B,) integer timesteps;
+    lr: the learning rate (a float).
+    returns: (new_w, loss): the updated (D, D) weights and the batch loss (a scalar) at w.
+    """
+    ### BEGIN SOLUTION
+    def loss_fn(w):
+        ab = schedule.alpha_bars[t][:, None]  # (B, 1)
+        x_t = jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * eps
+        return jnp.mean((x_t @ w - eps) ** 2)
+
+    loss, grad = jax.value_and_grad(loss_fn)(w)
+    return w - lr * grad, loss
+    ### END SOLUTION
+
+
+check("sgd_step", sgd_step)
 
 # %% [markdown]
 # ## 3. How much does each timestep count?
@@ -203,21 +234,27 @@ axes[0].semilogy(ts, np.asarray(snr))
 axes[0].set_xlabel("timestep t")
 axes[0].set_ylabel("SNR(t)")
 axes[0].set_title("linear schedule: SNR falls by ~8 orders of magnitude", fontsize=9)
+# eps-MSE shares its curve with v-MSE at small t and with min-SNR at large t: draw it wide
+# and pale underneath, the others narrow and dashed on top, so every curve stays visible
+styles = {("eps", None): dict(lw=6, alpha=0.35, color="C0"), ("v", None): dict(lw=1.8, ls="--", color="C1"),
+          ("x0", None): dict(lw=1.8, color="C2"), ("eps", "min_snr"): dict(lw=1.8, ls=":", color="C3")}
 for prediction, weighting in recipes:
     w = losses.snr_weight(snr, prediction, weighting, gamma=5.0) * x0_factor[prediction]
-    axes[1].semilogy(ts, np.asarray(w), label=f"{prediction}-MSE" + (f", {weighting} (γ=5)" if weighting else ""))
+    axes[1].semilogy(ts, np.asarray(w), label=f"{prediction}-MSE" + (f", {weighting} (γ=5)" if weighting else ""),
+                     **styles[(prediction, weighting)])
 axes[1].set_xlabel("timestep t")
-axes[1].set_ylabel("effective weight on x0-MSE")
-axes[1].set_title("where each objective puts its weight", fontsize=9)
+axes[1].set_ylabel("effective weight on the x0 error")
+axes[1].set_title("where each objective puts its weight (eps-MSE: the wide pale curve)", fontsize=9)
 axes[1].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Reading the right panel: plain eps-MSE cares most about the first few hundred steps,
-# where the image is barely noisy, and almost nothing about the last few hundred. v-MSE
+# Reading the right panel: plain eps-MSE (its weight is the SNR itself, the left panel
+# again) cares most about the first few hundred steps, where the image is barely noisy,
+# and almost nothing about the last few hundred. v-MSE follows it at the clean end but
 # keeps a floor of 1 at the noisy end, which is one reason the demo model below predicts
-# v. Min-SNR caps the clean end at `gamma`. None of these changes what the optimal
+# v. Min-SNR follows eps-MSE at the noisy end and caps the clean end at `gamma`. None of these changes what the optimal
 # network is (each is minimised by the posterior mean); they change how training
 # distributes its effort, and therefore what a finite network ends up good at.
 #
@@ -275,8 +312,9 @@ schedule = schedules.make_schedule(preset.schedule)
 test_ds = data.load_dataset("mnist", "test")
 n_eval = 64 if FAST else 500
 repeats = 1 if FAST else 4
-x_test = jnp.asarray(data.to_float(test_ds.images[:n_eval]))
-y_test = jnp.asarray(test_ds.labels[:n_eval])
+eval_idx = np.random.default_rng(1).permutation(len(test_ds))[:n_eval]  # every class, not the first n
+x_test = jnp.asarray(data.to_float(test_ds.images[eval_idx]))
+y_test = jnp.asarray(test_ds.labels[eval_idx])
 denoise = model_denoiser(state.graphdef, state.ema_params, state.rest)
 
 
@@ -352,7 +390,7 @@ print(f"overall held-out v-MSE: {v_mse.mean():.4f}")
 #    measured in x0 space, and what does min-SNR weighting change?
 # 4. You evaluate the demo model with `losses.diffusion_loss(..., prediction="eps")` and
 #    get losses far above 1. What went wrong?
-# 5. Exercise 2 takes `t` and `eps` as inputs instead of a random key. Why is that
+# 5. Exercises 2 and 3 take `t` and `eps` as inputs instead of a random key. Why is that
 #    convenient for testing?
 #
 # <details>

@@ -35,7 +35,7 @@ import numpy as np
 from diffusion_jax import losses, samplers, schedules, timesteps, toy, viz
 from diffusion_jax import parameterization as P
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 from diffusion_jax.toy_demo import sample_statistics
 
 FAST = fast_mode()
@@ -122,10 +122,12 @@ log_snr = np.asarray(sched.log_snr)
 snr_all = np.asarray(sched.snr)
 gamma = 5.0
 fig, ax = plt.subplots(figsize=(6, 3.6))
-ax.semilogy(log_snr, snr_all, label="plain ε-MSE  (weight SNR)")
-ax.semilogy(log_snr, snr_all + 1, "--", label="plain v-MSE  (weight SNR + 1)")
-ax.semilogy(log_snr, np.ones_like(snr_all), label="plain x₀-MSE  (weight 1)")
-ax.semilogy(log_snr, np.minimum(snr_all, gamma), lw=3, alpha=0.6, label=f"min-SNR, γ = {gamma:g}")
+# ε-MSE shares its line with v-MSE on the right and with min-SNR on the left: draw it wide
+# and pale underneath, the others narrow on top, so all four stay visible
+ax.semilogy(log_snr, snr_all, lw=6, alpha=0.35, color="C0", label="plain ε-MSE  (weight SNR)")
+ax.semilogy(log_snr, snr_all + 1, "--", color="C1", label="plain v-MSE  (weight SNR + 1)")
+ax.semilogy(log_snr, np.ones_like(snr_all), color="C2", label="plain x₀-MSE  (weight 1)")
+ax.semilogy(log_snr, np.minimum(snr_all, gamma), ":", lw=2, color="C3", label=f"min-SNR, γ = {gamma:g}")
 ax.set_xlabel("log-SNR   (left: noisy, right: clean)")
 ax.set_ylabel("implied weight on x₀-MSE")
 ax.set_title("How much each loss cares about the x₀ error, linear schedule", fontsize=10)
@@ -321,17 +323,16 @@ plt.show()
 # ## Exercises
 #
 # Implement each function and run its cell; `check` compares your function with the library
-# on several inputs. Use `jax.numpy`.
+# on several inputs and names the case that fails. Use `jax.numpy`; `hint("name")` when stuck.
 
 # %% tags=["exercise"]
 def eps_to_x0(eps, x_t, alpha_bar):
     """Clean-sample estimate implied by an eps-prediction.
 
     eps, x_t: arrays of shape (B, ...); alpha_bar: a scalar or shape (B,), one value per row.
-    Return x0 = (x_t - sqrt(1 - alpha_bar) * eps) / sqrt(alpha_bar), shape (B, ...).
+    returns: x0_hat, shape (B, ...): the x0 for which x_t would be the forward sample with noise eps.
     """
     ### BEGIN SOLUTION
-    # HINT: reshape a (B,) alpha_bar to (B, 1, ..., 1) before combining it with x_t
     ab = jnp.asarray(alpha_bar)
     ab = ab.reshape(ab.shape + (1,) * (x_t.ndim - ab.ndim))
     return (x_t - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab)
@@ -343,13 +344,12 @@ check("eps_to_x0", eps_to_x0)
 
 # %% tags=["exercise"]
 def x0_eps_to_v(x0, eps, alpha_bar):
-    """The v-prediction target for clean data x0 and noise eps.
+    """The v-prediction target (section 1's table) for clean data x0 and noise eps.
 
     x0, eps: arrays of shape (B, ...); alpha_bar: a scalar or shape (B,).
-    Return v = sqrt(alpha_bar) * eps - sqrt(1 - alpha_bar) * x0, shape (B, ...).
+    returns: v, shape (B, ...).
     """
     ### BEGIN SOLUTION
-    # HINT: v = sqrt(ab) * eps - sqrt(1 - ab) * x0, with ab broadcast to (B, 1, ..., 1)
     ab = jnp.asarray(alpha_bar)
     ab = ab.reshape(ab.shape + (1,) * (x0.ndim - ab.ndim))
     return jnp.sqrt(ab) * eps - jnp.sqrt(1 - ab) * x0
@@ -358,17 +358,38 @@ def x0_eps_to_v(x0, eps, alpha_bar):
 
 check("x0_eps_to_v", x0_eps_to_v)
 
+# %% [markdown]
+# The table in section 1 gives x₀ from v, but not ε from v. Derive it (two equations, one
+# unknown to eliminate; no division is needed) and implement it. Samplers that run an
+# ε-based update on a v-model need exactly this conversion.
+
+
+# %% tags=["exercise"]
+def v_to_eps(v, x_t, alpha_bar):
+    """The noise estimate implied by a v-prediction.
+
+    v, x_t: arrays of shape (B, ...); alpha_bar: a scalar or shape (B,), one value per row.
+    returns: eps_hat, shape (B, ...); it must also work at alpha_bar = 0 and alpha_bar = 1.
+    """
+    ### BEGIN SOLUTION
+    ab = jnp.asarray(alpha_bar)
+    ab = ab.reshape(ab.shape + (1,) * (x_t.ndim - ab.ndim))
+    return jnp.sqrt(1 - ab) * x_t + jnp.sqrt(ab) * v
+    ### END SOLUTION
+
+
+check("v_to_eps", v_to_eps)
+
 
 # %% tags=["exercise"]
 def min_snr_weight(snr, prediction, gamma):
     """Min-SNR loss weight for a model that predicts `prediction` ("eps", "x0" or "v").
 
     snr: array of SNR values (any shape, may contain 0); gamma: the cap (e.g. 5.0).
-    Return the weight w (same shape as snr) such that w * (target-MSE) = min(SNR, gamma) * (x0-MSE),
-    using the identities eps-MSE = SNR * x0-MSE and v-MSE = (SNR + 1) * x0-MSE.
+    returns: the weight w, same shape as snr, such that w * (target-MSE) = min(SNR, gamma) * (x0-MSE)
+    (section 2 relates each target's MSE to the x0-MSE); finite everywhere, also at SNR = 0.
     """
     ### BEGIN SOLUTION
-    # HINT: x0: min(SNR, gamma); eps: min(1, gamma / SNR) (finite at SNR = 0); v: min(SNR, gamma) / (SNR + 1)
     snr = jnp.asarray(snr)
     if prediction == "x0":
         return jnp.minimum(snr, gamma)

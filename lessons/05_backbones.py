@@ -31,7 +31,7 @@ from flax import nnx
 
 from diffusion_jax import data
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 from diffusion_jax.models import DiT, MMDiTBlock, UNet, forward_flops, param_count
 from diffusion_jax.models import dit as dit_lib
 from diffusion_jax.models.common import attention
@@ -182,15 +182,17 @@ print("conditioned patch (weights @ values):", [round(float(v), 3) for v in patc
 
 # %%
 digits = data.load_dataset("mnist")
-x = jnp.asarray(data.to_float(digits.images[:1]))  # (1, 28, 28, 1) in [-1, 1]
+pick = int(np.flatnonzero(digits.labels == 7)[0])  # the file is sorted by class: the first image is a 0
+x = jnp.asarray(data.to_float(digits.images[pick:pick + 1]))  # (1, 28, 28, 1) in [-1, 1]
 p = DIT_PRESETS["tiny"].patch_size
 patches = dit_lib.patchify(x, p)  # (1, 49, 16)
 back = dit_lib.unpatchify(patches, p, 28, 28, 1)
-print(f"digit {digits.labels[0]}: image {x.shape} -> tokens {patches.shape}; round trip exact: {bool(jnp.all(back == x))}")
+print(f"digit {digits.labels[pick]}: image {x.shape} -> tokens {patches.shape}; round trip exact: {bool(jnp.all(back == x))}")
 
 g = 28 // p
-fig = plt.figure(figsize=(9, 3.4))
-ax = fig.add_subplot(1, 3, 1)
+fig = plt.figure(figsize=(9.5, 3.4))
+left = fig.add_gridspec(1, 2, left=0.02, right=0.62, bottom=0.15, top=0.86, wspace=0.45)
+ax = fig.add_subplot(left[0, 0])
 ax.imshow(x[0, ..., 0], cmap="gray", vmin=-1, vmax=1)
 ax.set_title(f"digit, {g}x{g} grid of {p}x{p} patches", fontsize=9)
 ax.set_xticks(np.arange(-0.5, 28, p), minor=False)
@@ -198,7 +200,7 @@ ax.set_yticks(np.arange(-0.5, 28, p), minor=False)
 ax.grid(color="C1", lw=0.8)
 ax.set_xticklabels([])
 ax.set_yticklabels([])
-ax = fig.add_subplot(1, 3, 2)
+ax = fig.add_subplot(left[0, 1])
 ax.imshow(np.asarray(patches[0]), cmap="gray", vmin=-1, vmax=1, aspect="auto")
 ax.set_title("tokens (rows) x patch pixels (cols)", fontsize=9)
 ax.set_xlabel("16 pixel values")
@@ -294,11 +296,10 @@ def sinusoidal_embedding(t, dim):
     """Sinusoidal timestep embedding.
 
     t: shape (B,), integer or fractional timesteps; dim: even width.
-    With half = dim // 2 and frequencies f_i = exp(-log(10000) * i / half) for i = 0..half-1,
-    return the (B, dim) float32 array [cos(t * f_0..f_{half-1}), sin(t * f_0..f_{half-1})].
+    returns: (B, dim) float32, the library's embedding (section 2): dim // 2 frequencies from 1 down
+    to about 1/10000, all cosines first, then all sines.
     """
     ### BEGIN SOLUTION
-    # HINT: args = t[:, None] * freqs[None, :] with freqs = exp(-log(10000) * arange(half) / half); concatenate cos then sin
     half = dim // 2
     freqs = jnp.exp(-jnp.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
     args = jnp.asarray(t, jnp.float32)[:, None] * freqs[None, :]
@@ -314,11 +315,10 @@ def film(h, scale, shift):
     """FiLM / AdaGN modulation.
 
     h: features of shape (B, ..., C) (e.g. (B, H, W, C) or (B, N, C)); scale, shift: (B, C).
-    Return h * (1 + scale) + shift, with scale and shift applied per sample and per channel
-    at every position of h.
+    returns: h modulated as in section 3, per sample and per channel at every position of h;
+    scale = shift = 0 returns h unchanged.
     """
     ### BEGIN SOLUTION
-    # HINT: reshape scale and shift to (B, 1, ..., 1, C) with as many 1s as h has middle axes
     shape = scale.shape[:1] + (1,) * (h.ndim - 2) + scale.shape[-1:]
     return h * (1 + scale.reshape(shape)) + shift.reshape(shape)
     ### END SOLUTION
@@ -331,11 +331,11 @@ check("film", film)
 def patchify(x, p):
     """Cut images into DiT tokens.
 
-    x: (B, H, W, C) with H and W divisible by p. Return (B, (H/p)*(W/p), p*p*C): token
-    i * (W/p) + j is patch (i, j), its pixels flattened row-major over (row in patch, column, channel).
+    x: (B, H, W, C) with H and W divisible by p.
+    returns: (B, (H/p)*(W/p), p*p*C): token i * (W/p) + j is patch (i, j), its pixels flattened
+    row-major over (row in patch, column, channel).
     """
     ### BEGIN SOLUTION
-    # HINT: reshape to (B, H/p, p, W/p, p, C), transpose to (B, H/p, W/p, p, p, C), reshape to tokens
     b, h, w, c = x.shape
     x = x.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(b, (h // p) * (w // p), p * p * c)
@@ -343,6 +343,27 @@ def patchify(x, p):
 
 
 check("patchify", patchify)
+
+# %% [markdown]
+# A DiT's output tokens must become an image again. Write the inverse of `patchify`; the
+# grader feeds it tokens made by the library's `patchify`, including a non-square image.
+
+
+# %% tags=["exercise"]
+def unpatchify(tokens, p, H, W, C):
+    """Tokens back to images: the exact inverse of patchify.
+
+    tokens: (B, (H/p)*(W/p), p*p*C) as patchify makes them; p, H, W, C: ints.
+    returns: (B, H, W, C) with patchify(unpatchify(tokens, p, H, W, C), p) == tokens.
+    """
+    ### BEGIN SOLUTION
+    b = tokens.shape[0]
+    x = tokens.reshape(b, H // p, W // p, p, p, C).transpose(0, 1, 3, 2, 4, 5)  # (B, H/p, py, W/p, px, C)
+    return x.reshape(b, H, W, C)
+    ### END SOLUTION
+
+
+check("unpatchify", unpatchify)
 
 # %% [markdown]
 # ## Check your understanding

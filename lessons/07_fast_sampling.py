@@ -47,7 +47,7 @@ from diffusion_jax import (
     viz,
 )
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 from diffusion_jax.toy_demo import sample_statistics
 
 FAST = fast_mode()
@@ -422,20 +422,17 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# Implement each function and run its cell. Use `jax.numpy`.
+# Implement each function and run its cell. Use `jax.numpy`; `hint("name")` when you are stuck.
 
 # %% tags=["exercise"]
 def ddim_update(eps, x_t, alpha_bar, alpha_bar_prev, eta, noise):
     """One DDIM step for an eps-prediction model.
 
     eps, x_t, noise: arrays (B, ...); alpha_bar, alpha_bar_prev: floats (the current and the
-    next, less noisy level); eta in [0, 1]. Return x_prev =
-    sqrt(ab_prev) * x0_hat + sqrt(1 - ab_prev - sigma^2) * eps + sigma * noise, with
-    x0_hat = (x_t - sqrt(1 - ab) * eps) / sqrt(ab) and
-    sigma = eta * sqrt((1 - ab_prev) / (1 - ab)) * sqrt(1 - ab / ab_prev).
+    next, less noisy level; alpha_bar_prev = 1 on the last step); eta in [0, 1].
+    returns: x_prev, shape (B, ...), the DDIM update of section 1 with sigma set by eta.
     """
     ### BEGIN SOLUTION
-    # HINT: compute x0_hat first, then sigma, then the three terms; ab_prev = 1 is allowed (last step)
     x0_hat = (x_t - jnp.sqrt(1 - alpha_bar) * eps) / jnp.sqrt(alpha_bar)
     sigma = eta * jnp.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * jnp.sqrt(1 - alpha_bar / alpha_bar_prev)
     direction = jnp.sqrt(jnp.maximum(1 - alpha_bar_prev - sigma**2, 0.0)) * eps
@@ -455,7 +452,6 @@ def evaluation_budget(steps, sampler, cfg):
     evaluation point). Return an int.
     """
     ### BEGIN SOLUTION
-    # HINT: stages = 2 * steps - 1 for heun, else steps; multiply by 2 when cfg
     stages = 2 * steps - 1 if sampler == "heun" else steps
     return stages * (2 if cfg else 1)
     ### END SOLUTION
@@ -469,17 +465,47 @@ def inversion_step(eps, x, alpha_bar_from, alpha_bar_to):
     """One deterministic DDIM inversion step, from level alpha_bar_from up to the noisier
     level alpha_bar_to (alpha_bar_to < alpha_bar_from), reusing the noise estimate eps.
 
-    Return sqrt(ab_to) * x0_hat + sqrt(1 - ab_to) * eps, where x0_hat is the clean estimate
-    from x at level ab_from. (Compare with ddim_update at eta = 0: what changed?)
+    returns: the state at level alpha_bar_to, shape of x. (Compare with ddim_update at eta = 0:
+    what changed?)
     """
     ### BEGIN SOLUTION
-    # HINT: x0_hat = (x - sqrt(1 - ab_from) * eps) / sqrt(ab_from); then re-noise to ab_to with the same eps
     x0_hat = (x - jnp.sqrt(1 - alpha_bar_from) * eps) / jnp.sqrt(alpha_bar_from)
     return jnp.sqrt(alpha_bar_to) * x0_hat + jnp.sqrt(1 - alpha_bar_to) * eps
     ### END SOLUTION
 
 
 check("inversion_step", inversion_step)
+
+# %% [markdown]
+# ### The whole sampler
+#
+# Now the loop around the update: deterministic DDIM (η = 0) over a sub-sampled grid such as
+# `timesteps.ddim_timesteps(1000, 50, "trailing")`. The model is a function `eps_model(x, t)`
+# with `t` a `(B,)` integer array. The grader runs it on a trailing grid, a leading grid and a
+# grid that visits every step of a short schedule, with a made-up model.
+
+
+# %% tags=["exercise"]
+def ddim_sample_loop(eps_model, schedule, x_T, grid):
+    """Deterministic DDIM (eta = 0) along a grid of timesteps.
+
+    eps_model(x, t) -> eps prediction, t a (B,) int array; schedule: a Schedule;
+    x_T: (B, ...) the starting noise; grid: 1-D int array of timesteps, noisiest first.
+    returns: the final clean sample, shape (B, ...).
+    """
+    ### BEGIN SOLUTION
+    x = x_T
+    grid = [int(g) for g in np.asarray(grid)]
+    for k, t in enumerate(grid):
+        ab = schedule.alpha_bars[t]
+        ab_prev = schedule.alpha_bars[grid[k + 1]] if k + 1 < len(grid) else 1.0
+        eps = eps_model(x, jnp.full((x_T.shape[0],), t, jnp.int32))
+        x = ddim_update(eps, x, ab, ab_prev, 0.0, jnp.zeros_like(x))
+    return x
+    ### END SOLUTION
+
+
+check("ddim_sample_loop", ddim_sample_loop)
 
 # %% [markdown]
 # ## Check your understanding

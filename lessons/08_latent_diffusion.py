@@ -38,7 +38,7 @@ import numpy as np
 
 from diffusion_jax import costs, data, latent, metrics, pipeline, schedules, viz
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 from diffusion_jax.models import dit
 from diffusion_jax.models.vae import latent_scale_factor
 
@@ -128,7 +128,7 @@ for ax, (label, c) in zip(axes[:, 0], codecs.items()):
     recon = c.decode(c.encode(x))
     viz.show_images(np.concatenate([x, recon]), n_show, ax,
                     title=f"{label}: test images (top) and their VAE reconstructions (bottom)")
-    x_all = data.to_float(ds.images[:500])
+    x_all = data.to_float(ds.images[np.random.default_rng(1).permutation(len(ds.images))[:500]])  # every class
     mse = float(np.mean((c.decode(c.encode(x_all)) - x_all) ** 2))
     print(f"{label}: reconstruction MSE on 500 held-out images = {mse:.4f} "
           f"(PSNR {10 * np.log10(4 / mse):.1f} dB for the [-1, 1] range)")
@@ -165,7 +165,8 @@ print(f"Stable Diffusion: scale 0.18215 <-> latent std {1 / 0.18215:.2f}")
 
 fig, axes = plt.subplots(1, len(codecs), figsize=(4.5 * len(codecs), 3), squeeze=False)
 for ax, (label, c) in zip(axes[0], codecs.items()):
-    sub = data.load_dataset(presets[label].dataset, "train").images[:1000]
+    train_images = data.load_dataset(presets[label].dataset, "train").images
+    sub = train_images[np.random.default_rng(2).permutation(len(train_images))[:1000]]  # not the first (sorted) rows
     raw = latent.LatentCodec(c.graphdef, c.params, 1.0).encode(sub).ravel()
     ax.hist(raw, bins=80, density=True, alpha=0.5, label=f"raw (std {raw.std():.2f})")
     ax.hist(raw * c.scale, bins=80, density=True, alpha=0.5, label=f"scaled (std {(raw * c.scale).std():.2f})")
@@ -360,19 +361,19 @@ plt.show()
 #
 # ## Exercises
 #
-# Implement each function and run its cell; `check` compares it with the library.
+# Implement each function and run its cell; `check` compares it with the library and names
+# the case that fails. `hint("name")` when you are stuck.
 
 # %% tags=["exercise"]
 def pixel_latent_counts(pixel_shape, latent_shape):
     """Value counts for one image and one latent.
 
     pixel_shape, latent_shape: tuples (H, W, C) and (h, w, c) of positive ints.
-    Return a dict with keys "pixel_values" (H*W*C), "latent_values" (h*w*c),
-    "scalar_reduction" (pixel_values / latent_values) and "spatial_reduction"
-    ((H*W) / (h*w)). All the cases divide exactly, so integers are fine.
+    returns: a dict with keys "pixel_values", "latent_values" (the numbers one image and one
+    latent hold), "scalar_reduction" (how many times fewer values the latent holds) and
+    "spatial_reduction" (the same for positions only). All the cases divide exactly.
     """
     ### BEGIN SOLUTION
-    # HINT: multiply the three dimensions of each shape; the spatial reduction uses only the first two
     H, W, C = pixel_shape
     h, w, c = latent_shape
     return {"pixel_values": H * W * C, "latent_values": h * w * c,
@@ -388,10 +389,9 @@ def scale_factor_from_latents(latents):
     """The latent scale factor measured on a batch of encoded latents.
 
     latents: an array of any shape (e.g. (N, h, w, c)) of raw VAE latents.
-    Return the scalar s such that latents * s has standard deviation 1 (over all values).
+    returns: the scalar s such that latents * s has standard deviation 1 over all values.
     """
     ### BEGIN SOLUTION
-    # HINT: one over the standard deviation of all values (no mean subtraction beyond what std does)
     return 1.0 / jnp.std(jnp.asarray(latents, jnp.float32))
     ### END SOLUTION
 
@@ -403,10 +403,9 @@ check("scale_factor_from_latents", scale_factor_from_latents)
 def dit_sequence_shape(input_shape, patch_size):
     """Sequence a DiT sees for an input of shape (H, W, C) cut into p x p patches.
 
-    Return the pair (number of tokens, values per token) as two ints.
+    returns: the pair (number of tokens, values per token) as two ints.
     """
     ### BEGIN SOLUTION
-    # HINT: tokens = (H // p) * (W // p); each token holds p * p * C values
     H, W, C = input_shape
     p = patch_size
     return (H // p) * (W // p), p * p * C
@@ -414,6 +413,32 @@ def dit_sequence_shape(input_shape, patch_size):
 
 
 check("dit_sequence_shape", dit_sequence_shape)
+
+# %% [markdown]
+# ### The training pair of a latent diffusion model
+#
+# Put the pieces of this lesson together with lesson 02: write the input and target that a
+# latent, ε-predicting diffusion model is trained on. `encode` stands for the VAE's encoder
+# (the grader passes a made-up one whose latents have a spread of several units, like Stable
+# Diffusion's), `scale` for the latent scale factor measured above.
+
+
+# %% tags=["exercise"]
+def latent_training_pair(encode, scale, schedule, images, t, eps):
+    """The noisy latent and the target for an eps-predicting latent diffusion model.
+
+    encode(images) -> raw latents (B, h, w, c); scale: the latent scale factor (a float);
+    schedule: a Schedule; images: (B, H, W, C); t: (B,) integer timesteps; eps: (B, h, w, c) noise.
+    returns: (z_t, target), both (B, h, w, c).
+    """
+    ### BEGIN SOLUTION
+    z0 = encode(images) * scale
+    ab = schedule.alpha_bars[t].reshape((-1, 1, 1, 1))  # (B, 1, 1, 1)
+    return jnp.sqrt(ab) * z0 + jnp.sqrt(1.0 - ab) * eps, eps
+    ### END SOLUTION
+
+
+check("latent_training_pair", latent_training_pair)
 
 # %% [markdown]
 # ## Check your understanding

@@ -30,12 +30,13 @@ import time
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
 from diffusion_jax import data, flow, metrics, pipeline, sampling, schedules, timesteps, toy, viz
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 from diffusion_jax.toy_demo import sample_statistics
 
 FAST = fast_mode()
@@ -176,6 +177,9 @@ ax.loglog(e, rows[0][1] * e[0] / e, "k:", lw=1, label="∝ 1/evals")
 ax.loglog(e, rows[0][3] * (e[0] / e) ** 2, "k--", lw=1, label="∝ 1/evals²")
 ax.set_xlabel("velocity evaluations")
 ax.set_ylabel("mean distance to the exact ODE solution")
+# label the Euler budgets only: minor log labels on x collide on a short range
+ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+ax.set_xticks(e, [f"{v:g}" for v in e])
 ax.legend(fontsize=8)
 ax.set_title("exact toy velocity: solver error only", fontsize=9)
 plt.tight_layout()
@@ -333,16 +337,17 @@ plt.show()
 # applies here too.
 #
 # ## Exercises
+#
+# Implement each function and run its cell; `hint("name")` when you are stuck.
 
 # %% tags=["exercise"]
 def rf_interpolate_and_target(x0, eps, t):
     """The rectified-flow training pair.
 
     x0, eps: arrays of shape (B, ...); t: shape (B,) times in [0, 1] (0 = data, 1 = noise).
-    Return (x_t, v) with x_t = (1 - t) * x0 + t * eps and the velocity target v = d x_t / dt.
+    returns: (x_t, v): the point of the straight path at time t and the velocity target d x_t / dt.
     """
     ### BEGIN SOLUTION
-    # HINT: reshape t to (B, 1, ..., 1); v = eps - x0 does not depend on t
     t = jnp.asarray(t).reshape((-1,) + (1,) * (x0.ndim - 1))
     return (1 - t) * x0 + t * eps, eps - x0
     ### END SOLUTION
@@ -356,10 +361,9 @@ def euler_flow_step(x, v, t, t_next):
     """One Euler step of dx/dt = v from time t to t_next (t_next < t when sampling).
 
     x, v: arrays of shape (B, ...) (v is the velocity evaluated at (x, t)); t, t_next: floats.
-    Return the new x, shape (B, ...).
+    returns: the new x, shape (B, ...).
     """
     ### BEGIN SOLUTION
-    # HINT: x + (t_next - t) * v; the step size is negative when moving towards the data
     return x + (t_next - t) * v
     ### END SOLUTION
 
@@ -369,9 +373,11 @@ check("euler_flow_step", euler_flow_step)
 
 # %% tags=["exercise"]
 def shift_time(t, shift):
-    """SD3's timestep shift: t' = shift * t / (1 + (shift - 1) * t), elementwise on t in [0, 1]."""
+    """SD3's timestep shift of section 3, elementwise on t in [0, 1] (any shape); shift > 0.
+
+    returns: the shifted times, same shape as t; shift = 1 returns t.
+    """
     ### BEGIN SOLUTION
-    # HINT: shift * t / (1 + (shift - 1) * t); shift = 1 must give t back
     t = jnp.asarray(t)
     return shift * t / (1 + (shift - 1) * t)
     ### END SOLUTION
@@ -384,10 +390,9 @@ check("shift_time", shift_time)
 def logit_normal_density(t, mean, std):
     """Density of t = sigmoid(mean + std * n), n ~ N(0, 1), at points t strictly inside (0, 1).
 
-    Change of variables: with u = logit(t) = log(t / (1 - t)), du/dt = 1 / (t (1 - t)).
+    t: array of times; mean, std: floats. returns: the density at each t, same shape.
     """
     ### BEGIN SOLUTION
-    # HINT: normal_pdf((logit(t) - mean) / std) / std, times 1 / (t (1 - t))
     t = jnp.asarray(t)
     u = jnp.log(t / (1 - t))
     return jnp.exp(-0.5 * ((u - mean) / std) ** 2) / (std * jnp.sqrt(2 * jnp.pi)) / (t * (1 - t))
@@ -395,6 +400,33 @@ def logit_normal_density(t, mean, std):
 
 
 check("logit_normal_density", logit_normal_density)
+
+# %% [markdown]
+# ### The whole sampler
+#
+# Finally the loop that `flow.euler_sample` runs: Euler steps along a decreasing grid of
+# times such as `flow.time_grid(10, shift=3.0)`. The velocity model is a function
+# `velocity(x, t)` with `t` a `(B,)` float array.
+
+
+# %% tags=["exercise"]
+def flow_sample_loop(velocity, x1, times):
+    """Euler sampling of a rectified-flow model along a time grid.
+
+    velocity(x, t) -> (B, ...), t a (B,) float array; x1: (B, ...) noise at the grid's first time;
+    times: 1-D array of decreasing times, from 1 (noise) to 0 (data).
+    returns: the sample at the grid's last time, shape (B, ...).
+    """
+    ### BEGIN SOLUTION
+    times = [float(v) for v in np.asarray(times)]
+    x = x1
+    for t, t_next in zip(times[:-1], times[1:]):
+        x = euler_flow_step(x, velocity(x, jnp.full((x1.shape[0],), t, jnp.float32)), t, t_next)
+    return x
+    ### END SOLUTION
+
+
+check("flow_sample_loop", flow_sample_loop)
 
 # %% [markdown]
 # ## Check your understanding

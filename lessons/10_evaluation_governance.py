@@ -40,7 +40,7 @@ from flax import nnx
 
 from diffusion_jax import data, demo, governance, metrics, provenance, viz
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import check
+from diffusion_jax.exercises import check, hint
 
 FAST = fast_mode()
 OUT = pathlib.Path("outputs/lesson10")
@@ -457,10 +457,9 @@ print("a PNG written without the library:", provenance.verify(unlabelled))
 def needs_human_review(claims_real_sku, contains_logo):
     """claims_real_sku, contains_logo: boolean arrays of shape (N,).
 
-    Return a boolean array (N,): True where the asset must go to human review.
+    returns: a boolean array (N,): True where the chapter's rule sends the asset to human review.
     """
     ### BEGIN SOLUTION
-    # HINT: review if it claims a real SKU OR shows a logo: np.logical_or of the two arrays
     return np.logical_or(np.asarray(claims_real_sku), np.asarray(contains_logo))
     ### END SOLUTION
 
@@ -469,15 +468,17 @@ check("needs_human_review", needs_human_review)
 
 # %% [markdown]
 # ### Exercise 2 — FID between two Gaussians, in closed form
-# FID is exactly the Fréchet (2-Wasserstein) distance between two Gaussians. Write it for
-# given means and covariances; `scipy.linalg.sqrtm` computes a matrix square root. Sanity
-# check by hand first: N(0, I₃) vs N(1, 4·I₃) gives 3·1² + 3·(2 − 1)² = 6.
+# FID is exactly the Fréchet (2-Wasserstein) distance between two Gaussians (section 2).
+# Write it for given means and covariances; `scipy.linalg.sqrtm` computes a matrix square
+# root. Sanity check by hand first: N(0, I₃) vs N(1, 4·I₃) is at distance 6.
 
 # %% tags=["exercise"]
 def gaussian_fid(mu1, sigma1, mu2, sigma2):
-    """mu1, mu2: means (D,); sigma1, sigma2: covariances (D, D). Return the distance as a float."""
+    """mu1, mu2: means (D,); sigma1, sigma2: covariances (D, D).
+
+    returns: the Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), as a float.
+    """
     ### BEGIN SOLUTION
-    # HINT: ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr(sqrtm(S1 @ S2)); keep the real part of sqrtm
     import scipy.linalg
 
     diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
@@ -498,11 +499,9 @@ check("gaussian_fid", gaussian_fid)
 def memorisation_ratio(samples, train_images, held_out):
     """samples (N, H, W, C), train_images (M, H, W, C), held_out (K, H, W, C): floats in [-1, 1].
 
-    Return (N,) ratios: d_NN(sample) / median_k d_NN(held_out[k]), with d_NN the L2 distance
-    to the closest training image.
+    returns: (N,) ratios, one per sample, as defined above (L2 distances in pixel space).
     """
     ### BEGIN SOLUTION
-    # HINT: flatten to (N, D); distances = norm(a[:, None] - train[None], axis=-1).min(1); divide by the held-out median
     def nn(x):
         a = np.asarray(x, np.float64).reshape(len(x), -1)  # (N, D)
         t = np.asarray(train_images, np.float64).reshape(len(train_images), -1)  # (M, D)
@@ -513,6 +512,46 @@ def memorisation_ratio(samples, train_images, held_out):
 
 
 check("memorisation_ratio", memorisation_ratio)
+
+# %% [markdown]
+# ### Exercise 4 — find the bugs: an MMD² estimate that is never zero
+#
+# KID (section 2) averages an unbiased estimate of the squared maximum mean discrepancy
+# between two feature sets. A colleague's version, with KID's polynomial kernel:
+#
+# ```python
+# def mmd2(x, y):                      # x, y: (m, D) features, the same m
+#     k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3
+#     m = len(x)
+#     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+#     return (kxx.sum() + kyy.sum()) / (m * m) - 2 * kxy.mean()
+# ```
+#
+# For two samples of the *same* distribution it stays clearly above zero, so a model looks
+# worse than it is, and more so for small m. Two things are wrong in the return line. Find
+# them and write the unbiased version.
+
+
+# %% tags=["exercise"]
+def fix_mmd(x, y):
+    """x, y: (m, D) feature arrays with the same m.
+
+    returns: the unbiased MMD^2 estimate with KID's kernel, as a float (it may be slightly negative).
+    """
+    ### BEGIN SOLUTION
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    m = len(x)
+
+    def k(a, b):
+        return (a @ b.T / a.shape[1] + 1.0) ** 3
+
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    return float(within - 2.0 * kxy.mean())
+    ### END SOLUTION
+
+
+check("fix_mmd", fix_mmd)
 
 # %% [markdown]
 # ## Check your understanding

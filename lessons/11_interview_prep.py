@@ -15,11 +15,17 @@
 #
 # * a **short answer** (a number, or one or more letters) goes in a small function
 #   `qNN()` that returns it; `check_answer("name", qNN)` prints one line, ✔ with a short
-#   explanation, or ✘ with a hint and the lesson that teaches it — never the answer. Numbers
-#   need about 2–3 significant figures; letters may be written `"b"`, `" B "`, or for
-#   several `"a, c"`;
+#   explanation, or ✘ with the lesson that teaches it — never the answer. **Numbers:** give
+#   two significant figures (the grader accepts one unit of the second figure either way),
+#   whole numbers exactly; an answer rounded too coarsely is called "close" and asks for
+#   more digits. **Letters** may be written `"b"`, `" B "`, or for several `"a, c"`; a
+#   partly right set is told how many letters are right, missing or extra;
 # * a **find-the-bug** question with code asks you to write the corrected function; it is
-#   graded by `check(...)` against the library, as in earlier lessons.
+#   graded by `check(...)` against the library, as in earlier lessons, and a fix that
+#   leaves a bug in is told which one.
+#
+# There are no formulas in the answer cells. If you are stuck, `hint("name")` gives a nudge
+# and a second call the formula; an interviewer will not, so try first.
 #
 # Reference answers are computed by the library when you check (for instance the linear
 # schedule's ᾱ at t = 500 is computed from `schedules.linear`), so they cannot drift from
@@ -47,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffusion_jax.demo import fast_mode
-from diffusion_jax.exercises import answer_names, check, check_answer, exercise_names
+from diffusion_jax.exercises import answer_names, check, check_answer, exercise_names, hint
 
 FAST = fast_mode()  # nothing here is slow; the flag is read for consistency with the other lessons
 print(f"{len(answer_names(lesson=11))} short-answer questions and "
@@ -62,7 +68,6 @@ print(f"{len(answer_names(lesson=11))} short-answer questions and "
 # %% tags=["exercise"]
 def q01():
     ### BEGIN SOLUTION
-    # HINT: SNR = alpha_bar / (1 - alpha_bar)
     return 0.9 / (1 - 0.9)
     ### END SOLUTION
 
@@ -75,7 +80,6 @@ check_answer("iq_snr_from_alpha_bar", q01)
 # %% tags=["exercise"]
 def q02():
     ### BEGIN SOLUTION
-    # HINT: x_t = sqrt(ab) * x0 + sqrt(1 - ab) * eps
     return 0.5 ** 0.5 * 0.8 + 0.5 ** 0.5 * (-1.0)
     ### END SOLUTION
 
@@ -83,12 +87,11 @@ def q02():
 check_answer("iq_q_sample_scalar", q02)
 
 # %% [markdown]
-# **Q03** (→ lesson 01) For DDPM's linear schedule (T = 1000, β from 10⁻⁴ to 0.02, timesteps 0..999), what is ᾱ at t = 499 (the 500th step)? Two significant figures are enough.
+# **Q03** (→ lesson 01) For DDPM's linear schedule (T = 1000, β from 10⁻⁴ to 0.02, timesteps 0..999), what is ᾱ at t = 499 (the 500th step)?
 
 # %% tags=["exercise"]
 def q03():
     ### BEGIN SOLUTION
-    # HINT: alpha_bar_t = prod (1 - beta_s); the log of the product is a sum over a linear ramp
     betas = np.linspace(1e-4, 0.02, 1000)
     return float(np.prod(1 - betas[:500]))
     ### END SOLUTION
@@ -102,7 +105,6 @@ check_answer("iq_linear_alpha_bar_mid", q03)
 # %% tags=["exercise"]
 def q04():
     ### BEGIN SOLUTION
-    # HINT: compute alpha_bar at t = 999, then alpha_bar / (1 - alpha_bar)
     ab = np.prod(1 - np.linspace(1e-4, 0.02, 1000))
     return float(ab / (1 - ab))
     ### END SOLUTION
@@ -121,7 +123,6 @@ check_answer("iq_linear_terminal_snr", q04)
 # %% tags=["exercise"]
 def q05():
     ### BEGIN SOLUTION
-    # HINT: what does every training step need for a random t, cheaply?
     return "c"
     ### END SOLUTION
 
@@ -139,7 +140,6 @@ check_answer("iq_why_closed_form", q05)
 # %% tags=["exercise"]
 def q06():
     ### BEGIN SOLUTION
-    # HINT: plot log-SNR of both schedules against t
     return "b"
     ### END SOLUTION
 
@@ -160,7 +160,6 @@ check_answer("iq_cosine_vs_linear", q06)
 # %% tags=["exercise"]
 def q07():
     ### BEGIN SOLUTION
-    # HINT: the target is the thing that was sampled to build x_t
     return "a"
     ### END SOLUTION
 
@@ -168,12 +167,11 @@ def q07():
 check_answer("iq_loss_target", q07)
 
 # %% [markdown]
-# **Q08** (→ lesson 02) An ε-model has ε-MSE 0.01 at t = 100 of the linear schedule. What x₀-MSE does that correspond to (via x̂₀ = (x_t − √(1−ᾱ) ε̂)/√ᾱ)?
+# **Q08** (→ lesson 02) An ε-model has ε-MSE 0.01 at t = 100 of the linear schedule. What x₀-MSE does that correspond to, for the clean estimate x̂₀ computed from ε̂?
 
 # %% tags=["exercise"]
 def q08():
     ### BEGIN SOLUTION
-    # HINT: x0 error = eps error * sqrt(1 - ab) / sqrt(ab), so x0-MSE = eps-MSE / SNR
     ab = np.prod(1 - np.linspace(1e-4, 0.02, 1000)[:101])
     return 0.01 * (1 - ab) / ab
     ### END SOLUTION
@@ -192,7 +190,6 @@ check_answer("iq_eps_mse_equivalent_x0", q08)
 # %% tags=["exercise"]
 def q09():
     ### BEGIN SOLUTION
-    # HINT: what breaks if a range of timesteps is never trained?
     return "d"
     ### END SOLUTION
 
@@ -203,12 +200,11 @@ check_answer("iq_uniform_t", q09)
 # ## C. The reverse process and DDPM sampling
 
 # %% [markdown]
-# **Q10** (→ lesson 03) For the linear schedule, what is the posterior variance β̃_t of q(x_{t−1} | x_t, x₀) at t = 1? (β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t), timesteps 0-based.)
+# **Q10** (→ lesson 03) For the linear schedule, what is the posterior variance β̃_t of q(x_{t−1} | x_t, x₀) at t = 1 (timesteps 0-based)?
 
 # %% tags=["exercise"]
 def q10():
     ### BEGIN SOLUTION
-    # HINT: beta_tilde_1 = beta_1 * (1 - alpha_bar_0) / (1 - alpha_bar_1)
     betas = np.linspace(1e-4, 0.02, 1000)
     ab = np.cumprod(1 - betas)
     return betas[1] * (1 - ab[0]) / (1 - ab[1])
@@ -223,7 +219,6 @@ check_answer("iq_posterior_variance_t1", q10)
 # %% tags=["exercise"]
 def q11():
     ### BEGIN SOLUTION
-    # HINT: one step per timestep; how many predictions does guidance combine?
     return 1000 * 2
     ### END SOLUTION
 
@@ -241,7 +236,6 @@ check_answer("iq_ddpm_evals_with_cfg", q11)
 # %% tags=["exercise"]
 def q12():
     ### BEGIN SOLUTION
-    # HINT: when is the reverse of a tiny Gaussian step itself nearly Gaussian?
     return "b"
     ### END SOLUTION
 
@@ -257,7 +251,6 @@ check_answer("iq_reverse_gaussian", q12)
 # %% tags=["exercise"]
 def q13():
     ### BEGIN SOLUTION
-    # HINT: v = sqrt(ab) * eps - sqrt(1 - ab) * x0
     return 0.8 * 1.0 - 0.6 * 0.5
     ### END SOLUTION
 
@@ -270,7 +263,6 @@ check_answer("iq_v_target", q13)
 # %% tags=["exercise"]
 def q14():
     ### BEGIN SOLUTION
-    # HINT: x0 = (x_t - sqrt(1 - ab) * eps) / sqrt(ab)
     return (0.3 - 0.75 ** 0.5 * 0.5) / 0.25 ** 0.5
     ### END SOLUTION
 
@@ -283,7 +275,6 @@ check_answer("iq_x0_from_eps", q14)
 # %% tags=["exercise"]
 def q15():
     ### BEGIN SOLUTION
-    # HINT: x0 error = eps error * sqrt(1 - ab) / sqrt(ab)
     return 0.01 * (1 - 1e-4) ** 0.5 / 1e-4 ** 0.5
     ### END SOLUTION
 
@@ -296,7 +287,6 @@ check_answer("iq_x0_error_amplification", q15)
 # %% tags=["exercise"]
 def q16():
     ### BEGIN SOLUTION
-    # HINT: the weight turns eps-MSE into min(SNR, gamma) * x0-MSE; eps-MSE = SNR * x0-MSE
     return min(20, 5) / 20
     ### END SOLUTION
 
@@ -309,7 +299,6 @@ check_answer("iq_min_snr_eps_weight", q16)
 # %% tags=["exercise"]
 def q17():
     ### BEGIN SOLUTION
-    # HINT: v-MSE = (SNR + 1) * x0-MSE
     return min(1, 5) / (1 + 1)
     ### END SOLUTION
 
@@ -327,7 +316,6 @@ check_answer("iq_min_snr_v_weight", q17)
 # %% tags=["exercise"]
 def q18():
     ### BEGIN SOLUTION
-    # HINT: which conversion divides by sqrt(alpha_bar), and which grid visits T - 1?
     return "a, c"
     ### END SOLUTION
 
@@ -338,12 +326,11 @@ check_answer("iq_zero_terminal_snr", q18)
 # ## E. Backbones
 
 # %% [markdown]
-# **Q19** (→ lesson 05) The sinusoidal timestep embedding of dimension 8 is [cos(t·f₀..f₃), sin(t·f₀..f₃)]. What is the sum of its 8 entries at t = 0?
+# **Q19** (→ lesson 05) The course's sinusoidal timestep embedding of dimension 8 (lesson 05). What is the sum of its 8 entries at t = 0?
 
 # %% tags=["exercise"]
 def q19():
     ### BEGIN SOLUTION
-    # HINT: cos(0) and sin(0)
     return 4 * 1.0 + 4 * 0.0
     ### END SOLUTION
 
@@ -351,12 +338,11 @@ def q19():
 check_answer("iq_embedding_t0_sum", q19)
 
 # %% [markdown]
-# **Q20** (→ lesson 05) FiLM/adaLN modulation with feature h = 0.2, scale = 0.5 and shift = −0.05 (the form h·(1 + scale) + shift). Output?
+# **Q20** (→ lesson 05) FiLM/adaLN modulation as in the course's DiT (a zero scale leaves h unchanged), with feature h = 0.2, scale = 0.5 and shift = −0.05. Output?
 
 # %% tags=["exercise"]
 def q20():
     ### BEGIN SOLUTION
-    # HINT: h * (1 + scale) + shift
     return 0.2 * (1 + 0.5) - 0.05
     ### END SOLUTION
 
@@ -369,7 +355,6 @@ check_answer("iq_film_value", q20)
 # %% tags=["exercise"]
 def q21():
     ### BEGIN SOLUTION
-    # HINT: (H / p) * (W / p)
     return (32 // 2) * (32 // 2)
     ### END SOLUTION
 
@@ -382,7 +367,6 @@ check_answer("iq_dit_tokens", q21)
 # %% tags=["exercise"]
 def q22():
     ### BEGIN SOLUTION
-    # HINT: tokens scale with area; attention with tokens squared
     return ((64 * 64) / (32 * 32)) ** 2
     ### END SOLUTION
 
@@ -400,7 +384,6 @@ check_answer("iq_attention_cost_ratio", q22)
 # %% tags=["exercise"]
 def q23():
     ### BEGIN SOLUTION
-    # HINT: each spatial location asks which prompt tokens matter to it
     return "c"
     ### END SOLUTION
 
@@ -416,7 +399,6 @@ check_answer("iq_cross_attention_qkv", q23)
 # %% tags=["exercise"]
 def q24():
     ### BEGIN SOLUTION
-    # HINT: uncond + s * (cond - uncond)
     return 0.2 + 7.5 * (0.5 - 0.2)
     ### END SOLUTION
 
@@ -429,7 +411,6 @@ check_answer("iq_cfg_value", q24)
 # %% tags=["exercise"]
 def q25():
     ### BEGIN SOLUTION
-    # HINT: expand uncond + s (cond - uncond) and match the coefficients
     return 2 + 1
     ### END SOLUTION
 
@@ -447,7 +428,6 @@ check_answer("iq_cfg_w_to_s", q25)
 # %% tags=["exercise"]
 def q26():
     ### BEGIN SOLUTION
-    # HINT: substitute s = 0
     return "a"
     ### END SOLUTION
 
@@ -465,7 +445,6 @@ check_answer("iq_cfg_scale_zero", q26)
 # %% tags=["exercise"]
 def q27():
     ### BEGIN SOLUTION
-    # HINT: guidance extrapolates beyond the conditional prediction
     return "b"
     ### END SOLUTION
 
@@ -478,7 +457,6 @@ check_answer("iq_cfg_high_scale", q27)
 # %% tags=["exercise"]
 def q28():
     ### BEGIN SOLUTION
-    # HINT: each row is replaced by the null condition independently with probability p
     return 0.1
     ### END SOLUTION
 
@@ -489,12 +467,11 @@ check_answer("iq_cfg_dropout_batch", q28)
 # ## G. DDIM and fast sampling
 
 # %% [markdown]
-# **Q29** (→ lesson 07) T = 1000, 50 DDIM steps with **leading** spacing (0, k, 2k, …, k = T // n). At which timestep does sampling start?
+# **Q29** (→ lesson 07) T = 1000, 50 DDIM steps with **leading** spacing. At which timestep does sampling start?
 
 # %% tags=["exercise"]
 def q29():
     ### BEGIN SOLUTION
-    # HINT: the largest grid point is (n - 1) * k
     return (50 - 1) * (1000 // 50)
     ### END SOLUTION
 
@@ -502,12 +479,11 @@ def q29():
 check_answer("iq_leading_first_step", q29)
 
 # %% [markdown]
-# **Q30** (→ lesson 07) Same with **trailing** spacing (round(T, T − T/n, …) − 1). First timestep?
+# **Q30** (→ lesson 07) Same with **trailing** spacing. First timestep?
 
 # %% tags=["exercise"]
 def q30():
     ### BEGIN SOLUTION
-    # HINT: the first point is T, minus one
     return 1000 - 1
     ### END SOLUTION
 
@@ -520,7 +496,6 @@ check_answer("iq_trailing_first_step", q30)
 # %% tags=["exercise"]
 def q31():
     ### BEGIN SOLUTION
-    # HINT: sigma is proportional to eta
     return 0.0
     ### END SOLUTION
 
@@ -538,7 +513,6 @@ check_answer("iq_ddim_sigma_eta0", q31)
 # %% tags=["exercise"]
 def q32():
     ### BEGIN SOLUTION
-    # HINT: compare sigma_t(eta = 1) with the DDPM posterior std for adjacent steps
     return "c"
     ### END SOLUTION
 
@@ -556,7 +530,6 @@ check_answer("iq_ddim_eta1_is", q32)
 # %% tags=["exercise"]
 def q33():
     ### BEGIN SOLUTION
-    # HINT: the network is the same; what changes is how coarsely the ODE is integrated
     return "d"
     ### END SOLUTION
 
@@ -572,7 +545,6 @@ check_answer("iq_fewer_steps_tradeoff", q33)
 # %% tags=["exercise"]
 def q34():
     ### BEGIN SOLUTION
-    # HINT: H * W * C for both
     return (512 * 512 * 3) / (64 * 64 * 4)
     ### END SOLUTION
 
@@ -585,7 +557,6 @@ check_answer("iq_latent_compression", q34)
 # %% tags=["exercise"]
 def q35():
     ### BEGIN SOLUTION
-    # HINT: multiply by 1 / std
     return 1 / 5.49
     ### END SOLUTION
 
@@ -603,7 +574,6 @@ check_answer("iq_latent_scale_factor", q35)
 # %% tags=["exercise"]
 def q36():
     ### BEGIN SOLUTION
-    # HINT: what size of latent does the decoder expect, and what does it get?
     return "b"
     ### END SOLUTION
 
@@ -621,7 +591,6 @@ check_answer("iq_forgot_scale_symptom", q36)
 # %% tags=["exercise"]
 def q37():
     ### BEGIN SOLUTION
-    # HINT: which network runs at every step?
     return "a"
     ### END SOLUTION
 
@@ -638,7 +607,6 @@ check_answer("iq_vae_role", q37)
 # %% tags=["exercise"]
 def q38():
     ### BEGIN SOLUTION
-    # HINT: x_t = (1 - t) x0 + t eps
     return (1 - 0.25) * 1.0 + 0.25 * (-1.0)
     ### END SOLUTION
 
@@ -651,7 +619,6 @@ check_answer("iq_flow_interpolant", q38)
 # %% tags=["exercise"]
 def q39():
     ### BEGIN SOLUTION
-    # HINT: differentiate (1 - t) x0 + t eps with respect to t
     return -1.0 - 1.0
     ### END SOLUTION
 
@@ -664,7 +631,6 @@ check_answer("iq_flow_velocity", q39)
 # %% tags=["exercise"]
 def q40():
     ### BEGIN SOLUTION
-    # HINT: follow the straight line back to t = 0
     return 0.5 - 0.25 * (-2.0)
     ### END SOLUTION
 
@@ -672,12 +638,11 @@ def q40():
 check_answer("iq_flow_x0_from_v", q40)
 
 # %% [markdown]
-# **Q41** (→ lesson 09) SD3's timestep shift t' = s·t / (1 + (s − 1)·t) with s = 3: what is t' for t = 0.5?
+# **Q41** (→ lesson 09) SD3's timestep shift with s = 3: what is the shifted time t' for t = 0.5?
 
 # %% tags=["exercise"]
 def q41():
     ### BEGIN SOLUTION
-    # HINT: substitute into the formula
     return 3 * 0.5 / (1 + 2 * 0.5)
     ### END SOLUTION
 
@@ -695,7 +660,6 @@ check_answer("iq_shifted_time", q41)
 # %% tags=["exercise"]
 def q42():
     ### BEGIN SOLUTION
-    # HINT: where along the path is the prediction easy, and where hard?
     return "c"
     ### END SOLUTION
 
@@ -711,7 +675,6 @@ check_answer("iq_logit_normal_why", q42)
 # %% tags=["exercise"]
 def q43():
     ### BEGIN SOLUTION
-    # HINT: in 1-D: (mu1 - mu2)^2 + (sigma1 - sigma2)^2
     return (0 - 1) ** 2 + (1 - 2) ** 2
     ### END SOLUTION
 
@@ -729,7 +692,6 @@ check_answer("iq_fid_1d_gaussians", q43)
 # %% tags=["exercise"]
 def q44():
     ### BEGIN SOLUTION
-    # HINT: what does estimation noise do to a distance?
     return "b"
     ### END SOLUTION
 
@@ -746,7 +708,6 @@ check_answer("iq_fid_small_n", q44)
 # %% tags=["exercise"]
 def q45():
     ### BEGIN SOLUTION
-    # HINT: which flags trigger review?
     return "b"
     ### END SOLUTION
 
@@ -765,7 +726,6 @@ check_answer("iq_route_logo_only", q45)
 # %% tags=["exercise"]
 def q46():
     ### BEGIN SOLUTION
-    # HINT: what would someone need to know that it is not real, and to reproduce it?
     return "a, b, d"
     ### END SOLUTION
 
@@ -783,7 +743,6 @@ check_answer("iq_provenance_fields", q46)
 # %% tags=["exercise"]
 def q47():
     ### BEGIN SOLUTION
-    # HINT: can an average hide a few copies?
     return "d"
     ### END SOLUTION
 
@@ -815,7 +774,6 @@ check_answer("iq_memorisation_check", q47)
 # %% tags=["exercise"]
 def q48():
     ### BEGIN SOLUTION
-    # HINT: which target is predicted, and which weight belongs to it?
     return "c"
     ### END SOLUTION
 
@@ -840,7 +798,6 @@ check_answer("iq_bug_snr_weight", q48)
 # %% tags=["exercise"]
 def q49():
     ### BEGIN SOLUTION
-    # HINT: list the valid indices of alpha_bars and compare with randint's range (its upper end is exclusive)
     return "b"
     ### END SOLUTION
 
@@ -864,7 +821,6 @@ check_answer("iq_bug_timestep_range", q49)
 # %% tags=["exercise"]
 def q50():
     ### BEGIN SOLUTION
-    # HINT: what does the model output, and what is it compared with?
     return "a"
     ### END SOLUTION
 
@@ -890,7 +846,6 @@ check_answer("iq_bug_wrong_target", q50)
 # %% tags=["exercise"]
 def q51():
     ### BEGIN SOLUTION
-    # HINT: trace the latent's scale from the encoder, through diffusion, to the decoder
     return "d"
     ### END SOLUTION
 
@@ -913,7 +868,6 @@ check_answer("iq_bug_latent_decode", q51)
 def fix_clipped_x0_eps(eps, x_t, alpha_bar):
     """eps, x_t: (B, ...); alpha_bar: (B,). Return (x0, eps) with x0 clipped to [-1, 1] and eps consistent with it."""
     ### BEGIN SOLUTION
-    # HINT: after clipping, eps = (x_t - sqrt(ab) * x0) / sqrt(1 - ab), with ab reshaped to (B, 1, ..., 1)
     ab = jnp.asarray(alpha_bar).reshape((-1,) + (1,) * (x_t.ndim - 1))
     x0 = jnp.clip((x_t - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab), -1.0, 1.0)
     return x0, (x_t - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
@@ -937,7 +891,6 @@ check("fix_clipped_x0_eps", fix_clipped_x0_eps)
 def fix_ddim_eta_step(eps, x_t, ab, ab_prev, eta, noise):
     """eps, x_t, noise: (B, ...); ab, ab_prev: (B,); eta: float. Return x_prev, shape (B, ...)."""
     ### BEGIN SOLUTION
-    # HINT: add sigma * noise to the update; x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab); reshape ab, ab_prev to (B, 1, ..., 1)
     shape = (-1,) + (1,) * (x_t.ndim - 1)
     ab, ab_prev = jnp.asarray(ab).reshape(shape), jnp.asarray(ab_prev).reshape(shape)
     x0 = (x_t - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab)
@@ -962,7 +915,6 @@ check("fix_ddim_eta_step", fix_ddim_eta_step)
 def fix_cfg_paper_w(uncond, cond, w):
     """uncond, cond: arrays of the same shape; w: the paper's guidance weight. Return the guided prediction."""
     ### BEGIN SOLUTION
-    # HINT: (1 + w) * cond - w * uncond, i.e. diffusers' scale s = w + 1
     return (1.0 + w) * cond - w * uncond
     ### END SOLUTION
 
@@ -983,7 +935,6 @@ check("fix_cfg_paper_w", fix_cfg_paper_w)
 def fix_flow_interpolant(x0, eps, t):
     """x0, eps: (B, D); t: (B,) in [0, 1], 0 = data, 1 = noise. Return x_t, shape (B, D)."""
     ### BEGIN SOLUTION
-    # HINT: x_t = (1 - t) x0 + t eps, with t reshaped to (B, 1)
     t = jnp.asarray(t).reshape(-1, 1)
     return (1.0 - t) * x0 + t * eps
     ### END SOLUTION
@@ -997,15 +948,14 @@ check("fix_flow_interpolant", fix_flow_interpolant)
 # ```python
 # grid = np.arange(T, 0, -T // n)     # starts at T: one past the last valid timestep
 # ```
-# is off by one (and `-T // n` is `(-T) // n`, not `-(T // n)`). Write the trailing grid as the
-# library builds it: round(T, T − T/n, …) − 1, the first n entries, as integers.
+# is wrong twice over. Write the trailing grid as the library builds it (lesson 07): n
+# descending integer timesteps, the first one T − 1, also when T / n is not a whole number.
 
 
 # %% tags=["exercise"]
 def fix_trailing_grid(T, n):
     """T: number of training timesteps; n: sampling steps. Return the n descending int timesteps."""
     ### BEGIN SOLUTION
-    # HINT: (np.round(np.arange(T, 0, -T / n)) - 1)[:n].astype(np.int64)
     return (np.round(np.arange(T, 0, -T / n)) - 1)[:n].astype(np.int64)
     ### END SOLUTION
 

@@ -104,6 +104,13 @@ def test_fast_demo_end_to_end(tmp_path):
     for key in ("fid", "kid_mean", "accuracy", "nn_ratio", "param_count", "timings_s", "provenance"):
         assert key in m
     assert m["param_count"] > 100_000 and np.isfinite(m["fid"]) and 0.0 <= m["accuracy"] <= 1.0
+    # `diffusion-jax eval` on the demo's own file reports exactly the demo's numbers: one
+    # reference classifier, one scoring function, one key.
+    ev = run_cli("eval", str(out_dir / "samples.npz"), "--dataset", "mnist", timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    scores = json.loads(ev.stdout[ev.stdout.index("{"):])
+    for key in ("fid", "kid_mean", "kid_std", "accuracy", "nn_ratio"):
+        assert scores[key] == m[key], key
 
 
 def test_sample_uses_the_presets_prediction_and_guidance(monkeypatch):

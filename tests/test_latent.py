@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from diffusion_jax import latent
+from diffusion_jax import paths, latent
 from diffusion_jax.data import to_float
 from diffusion_jax.latent import (
     LatentCodec,
@@ -104,7 +104,7 @@ def test_train_vae_retrains_over_a_corrupt_cache(images, tmp_path):
     _, params = train_vae((images, None), TINY, short, cache_dir=tmp_path, progress=False)
     (npz,) = tmp_path.glob("vae-custom-*/step_*/arrays.npz")
     npz.write_bytes(npz.read_bytes()[:-10])
-    with pytest.warns(UserWarning, match="unreadable.*training it again"):
+    with pytest.warns(UserWarning, match="VAE cache .* is unusable .*; rebuilding it"):
         _, again = train_vae((images, None), TINY, short, cache_dir=tmp_path, progress=False)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # same seed: same run
@@ -120,10 +120,11 @@ def test_train_vae_rejects_images_that_do_not_fit_the_config(images, tmp_path):
         train_vae((images, None), "mnits", CONFIG, cache_dir=tmp_path, progress=False)
 
 
-def test_relative_cache_dirs_resolve_from_the_repository_root():
-    root = latent._REPO_ROOT
+def test_relative_cache_dirs_resolve_from_the_repository_root(monkeypatch):
+    monkeypatch.delenv(paths.ENV_VAR, raising=False)
+    root = paths.REPO_ROOT
     assert (root / "pyproject.toml").is_file()
-    assert latent._root_relative("data/cache") == root / "data" / "cache"
+    assert paths.resolve("data/cache") == root / "data" / "cache"
 
 
 # ----------------------------------------------------------------------------- fingerprint

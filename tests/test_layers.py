@@ -170,3 +170,25 @@ def test_exercise_modules_have_no_private_reach_into_the_library():
     pattern = re.compile(r"\b(?:samplers|sampling|pipeline|metrics)\._[a-z]")
     hits = [f"{p.name}: {m.group(0)}" for p in (PKG / "exercises").glob("*.py") for m in pattern.finditer(p.read_text())]
     assert not hits, hits
+
+
+def _public_definitions(path: pathlib.Path) -> set[str]:
+    names = set()
+    for n in ast.parse(path.read_text()).body:
+        if isinstance(n, ast.FunctionDef | ast.ClassDef) and not n.name.startswith("_"):
+            names.add(n.name)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.endswith("__init__")))
+def test_all_lists_every_public_function_and_class(module):
+    declared = _all_of(module)
+    if not declared:
+        pytest.skip("no __all__ (not part of the public API)")
+    defined = _public_definitions(MODULES[module])
+    tree = ast.parse(MODULES[module].read_text())
+    bound = defined | {t.id for n in tree.body if isinstance(n, ast.Assign | ast.AnnAssign)
+                       for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+    bound |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom | ast.Import) for a in n.names}
+    assert not (defined - declared), f"public but not in __all__: {sorted(defined - declared)}"
+    assert not (declared - bound), f"in __all__ but not defined: {sorted(declared - bound)}"

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from diffusion_jax import exercises
-from diffusion_jax.exercises import ExerciseFailed, check, register
+from diffusion_jax.exercises import ExerciseFailed, Variant, case, check, closed_book, grade, hint, register
 from diffusion_jax.exercises import _core
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,13 +88,14 @@ def test_check_pass(toy_exercise, capsys):
 
 def test_check_wrong_shape(toy_exercise):
     msg = _fails(toy_exercise, lambda x: (2 * x)[0])
-    assert msg.endswith("wrong shape: expected (2, 3), got (3,)")
+    assert "wrong shape on case 1 of 2 [case 1]: expected (2, 3), got (3,)" in msg
 
 
 def test_check_wrong_values_reports_max_abs_error(toy_exercise):
     msg = _fails(toy_exercise, lambda x: 2 * x + jnp.array([0.0, 0.0, 0.31]))
-    assert "wrong values on case 1 (max abs error 0.31)" in msg
-    assert msg.endswith("— hint: multiply by two")
+    assert "wrong values on case 1 of 2 [case 1]" in msg and "(max abs error 0.31)" in msg
+    assert "multiply by two" not in msg  # the hint is shown on request only
+    assert msg.endswith(f'— hint("{toy_exercise}") if you are stuck')
 
 
 def test_check_crash(toy_exercise):
@@ -104,19 +105,21 @@ def test_check_crash(toy_exercise):
         return 2 * x
 
     msg = _fails(toy_exercise, crashes)
-    assert "crashed on case 2: KeyError: 'boom'" in msg
+    assert "crashed on case 2 of 2 [case 2]: KeyError: 'boom'" in msg
 
 
 def test_check_not_implemented(toy_exercise):
     def stub(x):
         raise NotImplementedError("the notebook's hint")
 
-    assert _fails(toy_exercise, stub) == f"✘ {toy_exercise}: not implemented yet — multiply by two"
+    msg = _fails(toy_exercise, stub)
+    assert msg.startswith(f"✘ {toy_exercise}: not implemented yet — ") and "multiply" not in msg
+    assert f'hint("{toy_exercise}")' in msg
 
 
 def test_check_nan_is_wrong(toy_exercise):
     msg = _fails(toy_exercise, lambda x: 2 * x * jnp.where(x > 4, jnp.nan, 1.0))
-    assert "wrong values on case 1" in msg and "NaN" in msg
+    assert "NaN in your output on case 1 of 2 [case 1]: at 1 of 6 entries" in msg
 
 
 def test_check_tuple_outputs_leafwise():
@@ -125,11 +128,79 @@ def test_check_tuple_outputs_leafwise():
              cases=lambda: [((jnp.arange(3.0),), {})], hint="return (x, {'sq': x**2})")
     try:
         assert check(name, lambda x: (x, {"sq": x * x}))
-        assert "wrong shape for output 1" in _fails(name, lambda x: (x, {"sq": x[:2]}))
+        assert "wrong shape for output 2 of 2" in _fails(name, lambda x: (x, {"sq": x[:2]}))
         assert "wrong output structure" in _fails(name, lambda x: x)
         assert "max abs error 1" in _fails(name, lambda x: (x, {"sq": x * x + 1}))
     finally:
         _core._REGISTRY.pop(name, None)
+
+
+@pytest.fixture
+def diagnosed_exercise():
+    """Rows labelled by t, named outputs and two known mistakes."""
+    name = "_test_rows"
+    t = jnp.array([0, 3, 7, 0])
+
+    def reference(x, t):
+        return x * (t[:, None] + 1.0), x.sum(axis=1)
+
+    register(
+        name, lesson="99", reference=reference,
+        cases=lambda: [case("four rows, t = 0 twice", jnp.ones((4, 2)), t, rows=[f"t = {v}" for v in t]),
+                       case("t = 5 only", jnp.full((1, 2), 2.0), jnp.array([5]))],
+        hints=("think about rows", "the formula"), outputs=("scaled", "total"),
+        variants=(Variant("off by one", lambda x, t: (x * t[:, None], x.sum(axis=1)), "forgetting the +1"),
+                  Variant("wrong total", lambda x, t: (x * (t[:, None] + 1.0), x.mean(axis=1)), "a mean, not a sum"),
+                  Variant("fails on t = 5", lambda x, t: (x * jnp.where(t == 5, 1.0, t + 1.0)[:, None], x.sum(axis=1)),
+                          "a special case for t = 5")))
+    yield name
+    _core._REGISTRY.pop(name, None)
+
+
+def test_failure_names_the_case_the_output_and_the_rows(diagnosed_exercise):
+    name = diagnosed_exercise
+    msg = _fails(name, lambda x, t: (x * (t[:, None] + 1.0) * jnp.where(t == 0, 2.0, 1.0)[:, None], x.sum(axis=1)))
+    assert "wrong values for output 1 of 2 (scaled) on case 1 of 2 [four rows, t = 0 twice]" in msg
+    assert "rows with t = 0 are wrong (2 of 4 rows)" in msg
+    msg = _fails(name, lambda x, t: (x * (t[:, None] + 1.0), x.sum(axis=1) + (t == 7)))
+    assert "(total)" in msg and "row with t = 7 is wrong (1 of 4 rows)" in msg
+    msg = _fails(name, lambda x, t: (x * (t[:, None] + 1.0), x.sum(axis=1).at[0].add(1.0)))
+    assert "row with t = 0 is wrong (1 of 4 rows)" in msg
+
+
+def test_known_mistakes_are_named(diagnosed_exercise):
+    name = diagnosed_exercise
+    for label, message in [("off by one", "forgetting the +1"), ("wrong total", "a mean, not a sum")]:
+        variant = next(v for v in _core.get_exercise(name).variants if v.label == label)
+        result = grade(name, variant.fn)
+        assert result.status == "wrong" and result.diagnosis == label
+        assert result.message.endswith(f"this looks like {message}")
+    # the third mistake differs from the reference only on case 2; a function that is right
+    # on case 1 and makes that mistake on case 2 gets the partial match
+    third = _core.get_exercise(name).variants[2]
+    result = grade(name, third.fn)
+    assert "on case 2 of 2 [t = 5 only]" in result.message and "this looks like a special case" in result.message
+
+
+def test_hints_come_in_tiers_and_closed_book_turns_them_off(diagnosed_exercise, capsys):
+    name = diagnosed_exercise
+    hint(name)
+    assert f"{name}, hint 1 of 2: think about rows" in capsys.readouterr().out
+    closed_book(minutes=90)
+    try:
+        out = capsys.readouterr().out
+        assert "time limit 90 minutes" in out
+        hint(name)
+        assert "closed-book quiz; no hints" in capsys.readouterr().out
+        # a finished answer is recorded, right or wrong, without saying which
+        assert check(name, lambda x, t: (x, x)) is None
+        assert "answer recorded" in capsys.readouterr().out
+        with pytest.raises(ExerciseFailed, match="not implemented yet"):
+            check(name, lambda x, t: (_ for _ in ()).throw(NotImplementedError()))
+    finally:
+        closed_book(on=False)
+    hint(name)
+    assert "hint 2 of 2: the formula" in capsys.readouterr().out
 
 
 def test_check_unknown_name_lists_names():
@@ -139,7 +210,9 @@ def test_check_unknown_name_lists_names():
 
 def test_register_rejects_a_name_taken_by_another_lesson(toy_exercise):
     with pytest.raises(ValueError, match="already registered by lesson 99"):
-        register(toy_exercise, lesson="98", reference=abs, cases=lambda: [], hint="")
+        register(toy_exercise, lesson="98", reference=abs, cases=lambda: [], hint="h")
+    with pytest.raises(ValueError, match="non-empty hint is required"):
+        register("_test_no_hint", lesson="98", reference=abs, cases=lambda: [], hint="")
 
 
 def test_exercise_modules_import_cleanly():
@@ -173,11 +246,14 @@ def double(x):
 '''
 
 
-def test_strip_solutions_keeps_indentation_and_hint():
-    res = build_lessons.strip_solutions(LESSON_SRC)
-    assert "        raise NotImplementedError('add x to itself')" in res.source.splitlines()
+def test_strip_solutions_keeps_indentation_and_drops_the_hint():
+    res = build_lessons.strip_solutions(LESSON_SRC + '\n\ncheck("double", double)\n')
+    lines = res.source.splitlines()
+    assert "        raise NotImplementedError" in lines
+    assert '        # your code here  (hint("double") if you are stuck)' in lines
     assert "secret_answer" not in res.source and "SOLUTION" not in res.source
-    assert res.hints == ["add x to itself"] and res.missing_hint == 0
+    assert "add x to itself" not in res.source  # a "# HINT:" line never reaches the stub
+    assert res.blocks == 1
     with pytest.raises(build_lessons.BuildError, match="never closed"):
         build_lessons.strip_solutions("x = 1\n### BEGIN SOLUTION\ny = 2\n")
 
@@ -217,6 +293,19 @@ def test_build_never_overwrites_an_edited_learner_notebook(tmp_path):
     assert (learner / "07_test.ipynb.bak").read_text() == edited
 
 
+def test_kept_notice_does_not_claim_a_backup_that_does_not_exist(tmp_path):
+    _need_notebook_tools()
+    src, learner = tmp_path / "lessons", tmp_path / "learner"
+    src.mkdir()
+    (src / "07_test.py").write_text(LESSON_SRC)
+    build_lessons.build(src, learner, tmp_path / "s", log=lambda m: None)
+    (learner / "07_test.ipynb").write_text("edited")
+    notices = []
+    build_lessons.build(src, learner, tmp_path / "s", log=notices.append)
+    kept = next(n for n in notices if n.startswith("kept"))
+    assert not (learner / "07_test.ipynb.bak").exists() and "is then saved as 07_test.ipynb.bak" in kept
+
+
 def test_build_cli_help_and_only(tmp_path, capsys):
     _need_notebook_tools()
     with pytest.raises(SystemExit) as info:
@@ -232,6 +321,18 @@ def test_build_cli_help_and_only(tmp_path, capsys):
     assert rc == 0
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["08_other.ipynb"]
     assert not (tmp_path / "l").exists()
+
+
+def test_build_cli_builds_learner_notebooks_only_unless_asked(tmp_path):
+    _need_notebook_tools()
+    src = tmp_path / "lessons"
+    src.mkdir()
+    (src / "07_test.py").write_text(LESSON_SRC)
+    dirs = ["--lessons-dir", str(src), "--learner-dir", str(tmp_path / "l"), "--solutions-dir", str(tmp_path / "s"), "-q"]
+    assert build_lessons.main(dirs) == 0
+    assert (tmp_path / "l" / "07_test.ipynb").exists() and not (tmp_path / "s").exists()
+    assert build_lessons.main(dirs + ["--solutions"]) == 0
+    assert "secret_answer" in (tmp_path / "s" / "07_test.ipynb").read_text()
 
 
 # ----------------------------------------------------------------------------------------
@@ -337,7 +438,6 @@ def test_no_solution_leaks_into_learner(lesson):
     _need_notebook_tools()
     solution, learner, stats = _built(lesson)
     assert stats["solution_lines"], f"{lesson.name} has no ### BEGIN SOLUTION blocks"
-    assert stats["missing_hints"] == 0, f"{lesson.name}: every solution block needs a '# HINT:' line"
     learner_code = "\n".join(c.source for c in learner.cells if c.cell_type == "code")
     assert "### BEGIN SOLUTION" not in learner_code and "### END SOLUTION" not in learner_code
     # lines that also occur outside the solution blocks are not secrets

@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from diffusion_jax import latent, metrics, paths, pipeline
+from diffusion_jax import metrics, paths, pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,8 +32,8 @@ def test_env_var_moves_checkpoints_and_cache_only(tmp_path, monkeypatch):
     preset = pipeline.get_preset("mnist-unet")
     assert pipeline.run_dir(preset) == tmp_path / "checkpoints" / f"{preset.name}-{preset.fingerprint()}"
     assert pipeline.run_dir(preset, root=tmp_path / "r").parent == tmp_path / "r"  # an explicit root wins
-    assert latent._root_relative("data/cache") == tmp_path / "cache"
-    assert latent._root_relative("data/checkpoints") == tmp_path / "checkpoints"
+    assert paths.resolve("data/cache") == tmp_path / "cache"
+    assert paths.resolve("data/checkpoints") == tmp_path / "checkpoints"
 
 
 def test_classifier_cache_follows_the_env_var(tmp_path, monkeypatch):

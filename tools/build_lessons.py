@@ -2,12 +2,16 @@
 """Build the lesson notebooks from their jupytext sources.
 
     lessons/NN_topic.py  (jupytext percent format, with solutions)
-      -> build/solutions/NN_topic.ipynb   the lesson as written, solutions included
       -> build/learner/NN_topic.ipynb     every ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
-                                          block replaced by ``raise NotImplementedError(hint)``
+                                          block replaced by ``raise NotImplementedError``
+      -> build/solutions/NN_topic.ipynb   the lesson as written, solutions included; only
+                                          with ``--solutions`` or ``--solutions-only``
 
-The hint is the text of the ``# HINT: ...`` line placed right after ``### BEGIN SOLUTION``.
-Notebooks are written without outputs.
+A stub keeps what the source shows outside the solution block (the signature and the
+docstring, which state the task and the shapes) and nothing from inside it: hints live with
+the exercise's registration in ``diffusion_jax/exercises/lessonNN.py`` and are shown on
+request by ``hint("name")``. Notebooks are written without outputs. By default only the
+learner notebooks are built, so the worked solutions are not lying next to the exercises.
 
 A learner notebook that was changed after it was generated (the learner typed an answer,
 or Jupyter saved outputs) is never overwritten: the SHA-256 of every generated learner
@@ -15,7 +19,8 @@ notebook is kept in ``<learner-dir>/.generated.json``, and a file whose hash dif
 skipped with a notice. ``--force`` overwrites it after saving a copy as ``NN_topic.ipynb.bak``.
 
 Examples:
-    python tools/build_lessons.py                   # learner + solution notebooks
+    python tools/build_lessons.py                   # learner notebooks only
+    python tools/build_lessons.py --solutions       # learner + solution notebooks
     python tools/build_lessons.py --solutions-only  # only build/solutions/
     python tools/build_lessons.py --only 01         # only lesson 01
 """
@@ -39,9 +44,8 @@ MANIFEST = ".generated.json"
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-HINT = re.compile(r"^\s*#\s*HINT:\s*(.*?)\s*$")
 LESSON_FILE = re.compile(r"^(\d{2})_[A-Za-z0-9_]+\.py$")
-DEFAULT_HINT = "read the docstring above and fill in the function"
+CHECKED_NAME = re.compile(r"""\bcheck(?:_answer)?\(\s*["'](\w+)["']""")
 
 
 class BuildError(ValueError):
@@ -52,17 +56,25 @@ class BuildError(ValueError):
 class StripResult:
     source: str  # the learner's cell source
     solution_lines: list[str] = field(default_factory=list)  # every line removed (markers excluded)
-    hints: list[str] = field(default_factory=list)
-    missing_hint: int = 0  # blocks without a "# HINT:" line
+    blocks: int = 0
+
+
+def stub_lines(indent: str, name: str | None) -> list[str]:
+    """What replaces a solution block: a prompt and ``raise NotImplementedError``, no hint."""
+    ask = f'  (hint("{name}") if you are stuck)' if name else ""
+    return [f"{indent}# your code here{ask}", f"{indent}raise NotImplementedError"]
 
 
 def strip_solutions(source: str, where: str = "cell") -> StripResult:
-    """Replace each solution block of one cell with ``raise NotImplementedError(hint)``.
+    """Replace each solution block of one cell with a stub (see :func:`stub_lines`).
 
-    The ``raise`` gets the indentation of the ``### BEGIN SOLUTION`` line.
+    The stub gets the indentation of the ``### BEGIN SOLUTION`` line; it names the
+    exercise checked in the cell (``check("name", ...)``), if any, for ``hint``.
     """
     out: list[str] = []
     result = StripResult("")
+    names = CHECKED_NAME.findall(source)
+    name = names[0] if len(set(names)) == 1 else None
     lines = source.split("\n")
     i = 0
     while i < len(lines):
@@ -77,9 +89,6 @@ def strip_solutions(source: str, where: str = "cell") -> StripResult:
         indent = line[: len(line) - len(line.lstrip())]
         start = i
         i += 1
-        hint = None
-        if i < len(lines) and (m := HINT.match(lines[i])):
-            hint = m.group(1)
         while i < len(lines) and lines[i].strip() != END:
             if lines[i].strip() == BEGIN:
                 raise BuildError(f"{where}, line {i + 1}: nested '{BEGIN}'")
@@ -88,11 +97,8 @@ def strip_solutions(source: str, where: str = "cell") -> StripResult:
         if i == len(lines):
             raise BuildError(f"{where}, line {start + 1}: '{BEGIN}' is never closed by '{END}'")
         i += 1  # skip the END marker
-        if not hint:
-            result.missing_hint += 1
-            hint = DEFAULT_HINT
-        result.hints.append(hint)
-        out.append(f"{indent}raise NotImplementedError({hint!r})")
+        result.blocks += 1
+        out += stub_lines(indent, name)
     result.source = "\n".join(out)
     return result
 
@@ -130,7 +136,6 @@ def learner_notebook(nb, where: str = "lesson"):
 
     learner = copy.deepcopy(nb)
     removed: list[str] = []
-    missing = 0
     for n, cell in enumerate(learner.cells):
         tags = cell.metadata.get("tags", [])
         if cell.cell_type == "code" and "exercise" in tags and "raises-exception" not in tags:
@@ -141,8 +146,7 @@ def learner_notebook(nb, where: str = "lesson"):
         res = strip_solutions(cell.source, where=f"{where}, cell {n}")
         cell.source = res.source
         removed += res.solution_lines
-        missing += res.missing_hint
-    return learner, {"solution_lines": removed, "missing_hints": missing}
+    return learner, {"solution_lines": removed}
 
 
 def notebook_text(nb) -> str:
@@ -226,16 +230,14 @@ def build(lessons_dir: Path = LESSONS_DIR, learner_dir: Path = LEARNER_DIR,
                 target.write_text(text, encoding="utf-8")
                 report[str(target)] = "written"
         if learner:
-            learner_nb, stats = learner_notebook(nb, where=str(path))
-            if stats["missing_hints"]:
-                log(f"warning: {path.name}: {stats['missing_hints']} solution block(s) without a '# HINT:' line")
+            learner_nb, _ = learner_notebook(nb, where=str(path))
             learner_dir.mkdir(parents=True, exist_ok=True)
             target = learner_dir / name
             status = write_learner(target, notebook_text(learner_nb), manifest, force=force)
             report[str(target)] = status
             if status == "kept":
-                log(f"kept {target}: you changed it since it was generated; "
-                    f"rerun with --force to replace it (your copy is saved as {name}.bak)")
+                log(f"kept {target}: you changed it since it was generated; rerun with --force "
+                    f"to replace it (your copy is then saved as {name}.bak)")
             elif status == "forced":
                 log(f"replaced {target}; your edited copy is {target.with_name(name + '.bak')}")
     if learner and lessons:
@@ -256,8 +258,10 @@ def build(lessons_dir: Path = LESSONS_DIR, learner_dir: Path = LEARNER_DIR,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="build_lessons.py",
-        description="Build learner and solution notebooks from lessons/NN_topic.py (jupytext percent).",
-        epilog="A learner notebook you have edited is never overwritten unless you pass --force.",
+        description="Build learner notebooks (and, on request, solution notebooks) from "
+                    "lessons/NN_topic.py (jupytext percent).",
+        epilog="A learner notebook you have edited is never overwritten unless you pass --force. "
+               "Solutions are built only on request, so they do not sit next to the exercises.",
     )
     parser.add_argument("--lessons-dir", type=Path, default=LESSONS_DIR, help="lesson sources (default: lessons/)")
     parser.add_argument("--learner-dir", type=Path, default=LEARNER_DIR, help="default: build/learner/")
@@ -265,8 +269,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", metavar="NN",
                         help="build only lesson NN (repeatable, or comma-separated: --only 01,02)")
     group = parser.add_mutually_exclusive_group()
+    group.add_argument("--solutions", action="store_true",
+                       help="also build the solution notebooks (worked answers) into --solutions-dir")
     group.add_argument("--solutions-only", action="store_true", help="build only the solution notebooks")
-    group.add_argument("--learner-only", action="store_true", help="build only the learner notebooks")
     parser.add_argument("--force", action="store_true",
                         help="overwrite learner notebooks you changed (a .bak copy is kept)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and notices")
@@ -279,7 +284,7 @@ def main(argv=None) -> int:
 
     try:
         build(args.lessons_dir, args.learner_dir, args.solutions_dir, only=only,
-              learner=not args.solutions_only, solutions=not args.learner_only,
+              learner=not args.solutions_only, solutions=args.solutions or args.solutions_only,
               force=args.force, log=log)
     except BuildError as err:
         print(f"build_lessons: {err}", file=sys.stderr)

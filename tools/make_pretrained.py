@@ -80,18 +80,18 @@ def build_classifier(ds: str, args) -> None:
     clf = classifier.train_classifier(jax.random.key(classifier._REFERENCE_KEY), ds, name=f"{ds}-reference",
                                       **classifier.REFERENCE_RECIPES[ds])
     wall = time.perf_counter() - t0
-    test = data.load_dataset(ds, "test")
-    _, logits = metrics.features_and_logits(clf, test.images)
-    acc = metrics.class_accuracy(logits, test.labels)
     entry = pretrained.save(
         name, clf[1], kind="classifier", fingerprint=classifier.reference_fingerprint(ds),
         dtype="float16" if name in HALF else "float32", dataset=ds, recipe=classifier.REFERENCE_RECIPES[ds],
-        command=f"python tools/make_pretrained.py {name}", wall_s=round(wall, 1), machine=args.machine or machine(),
-        scores={"test_accuracy": acc, "num_test": len(test.labels)})
-    # The probe is taken from the stored (possibly float16) weights, as a loader sees them.
+        command=f"python tools/make_pretrained.py {name}", wall_s=round(wall, 1), machine=args.machine or machine())
+    # Scores and probe come from the stored (possibly float16) weights, as a loader sees them.
     graphdef, template = classifier._skeleton(ds)
     stored = (graphdef, pretrained.load(name, template))
-    pretrained.update(name, {**entry, "probe": classifier_probe(stored, test.images.shape[1:])})
+    test = data.load_dataset(ds, "test")
+    _, logits = metrics.features_and_logits(stored, test.images)
+    acc = metrics.class_accuracy(logits, test.labels)
+    pretrained.update(name, {**entry, "scores": {"test_accuracy": acc, "num_test": len(test.labels)},
+                             "probe": classifier_probe(stored, test.images.shape[1:])})
     print(f"{name}: test accuracy {acc:.2%}")
 
 
