@@ -5,6 +5,8 @@
 * :func:`quality_vs_steps`: that study for a trained class-conditional preset, scored with
   the reference classifier (FID, KID, class accuracy): a small version of Table 1 of Song
   et al. (2021, DDIM) and of the frontier plots in the DPM-Solver++ paper.
+* :func:`fid_floor`: what FID says about N *real* images, and how much it moves between
+  draws: the yardstick that tells a real difference from noise at that N.
 
 Samplers are named as in :data:`diffusion_jax.sampling.SAMPLERS`, with options in
 parentheses: ``"ddim"``, ``"ddim(eta=1)"``, ``"ddpm"``, ``"sigma_hat"``, ``"dpmpp_2m"``.
@@ -23,7 +25,7 @@ from diffusion_jax import metrics, pipeline, sampling, schedules
 from diffusion_jax._checks import check_shape
 from diffusion_jax.timing import compile_timer, timed
 
-__all__ = ["sampler_study", "quality_vs_steps"]
+__all__ = ["sampler_study", "quality_vs_steps", "fid_floor"]
 
 
 def _same_run(a, b) -> bool:
@@ -139,3 +141,28 @@ def quality_vs_steps(key, state, preset, classifier, real_features, *, steps=(10
     for row in rows:
         row["guidance_scale"] = scale
     return rows
+
+
+def fid_floor(key, classifier, images, real_features, num_samples: int, *, repeats: int = 5) -> dict:
+    """FID of ``num_samples`` real ``images`` against ``real_features``, over ``repeats`` random draws.
+
+    ``images``: real images that are not the reference set (e.g. the training split; drawn
+    without replacement with ``key``, since the splits are class-sorted). Returns ``mean``,
+    ``std`` (ddof=1; 0 for one draw) and ``values``. A sample set whose FID lies within a few
+    ``std`` of another's cannot be told apart from it at this N; the ``mean`` is the floor
+    no generator can beat on average (FID's small-N bias).
+    """
+    n = int(num_samples)
+    if not 2 <= n <= len(images):
+        raise ValueError(f"num_samples must lie in 2..{len(images)} (the real images given), got {num_samples!r}")
+    if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    real_features = np.asarray(real_features, np.float64)
+    values = []
+    for r in range(int(repeats)):
+        rows = np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, r), len(images)))[:n])
+        feats, _ = metrics.features_and_logits(classifier, np.asarray(images)[rows])
+        values.append(metrics.fid(feats, real_features))
+    values = np.asarray(values)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "values": [float(v) for v in values], "num_samples": n}
