@@ -35,7 +35,7 @@ from diffusion_jax.presets import PRESETS, Preset, build_model, get_preset, imag
 from diffusion_jax.train import FLOW_TIME_SCALE, TrainState, create_train_state, epoch_batch_fn, fit, model_denoiser
 
 __all__ = ["Preset", "PRESETS", "get_preset", "build_model", "null_label", "image_shape", "model_input_shape",
-           "run_dir", "vae_fingerprint", "codec", "training_data", "train", "load_trained", "denoiser", "sample", "SOURCES"]
+           "run_dir", "shipped_record", "vae_fingerprint", "codec", "training_data", "train", "load_trained", "denoiser", "sample", "SOURCES"]
 
 #: Where :func:`load_trained` may take weights from.
 SOURCES = ("auto", "shipped", "cache")
@@ -49,6 +49,13 @@ def run_dir(preset: Preset, root=None) -> pathlib.Path:
     """The checkpoint folder of ``preset``'s own training run."""
     root = pathlib.Path(root) if root is not None else paths.cache_root() / "checkpoints"
     return root / f"{preset.name}-{preset.fingerprint()}"
+
+
+def shipped_record(preset: Preset) -> dict | None:
+    """The manifest entry of ``preset``'s shipped weights (how they were made, their scores),
+    or None when none are shipped for its current fingerprint."""
+    entry = pretrained.find(preset.name)
+    return entry if entry is not None and entry.get("fingerprint") == preset.fingerprint() else None
 
 
 def vae_fingerprint(preset: Preset) -> str:

@@ -7,7 +7,7 @@ on a fixed input, which CI recomputes), and written with :func:`diffusion_jax.pr
     python tools/make_pretrained.py --list
     python tools/make_pretrained.py                     # everything, in dependency order (hours on 2 cores)
     python tools/make_pretrained.py mnist-unet classifier-mnist
-    python tools/make_pretrained.py mnist-unet-student-8 mnist-unet-student-4 mnist-unet-student-2   # distilled
+    python tools/make_pretrained.py mnist-unet-guided mnist-unet-student-8 mnist-unet-student-4 mnist-unet-student-2
     python tools/make_pretrained.py cifar10-latent-dit --import-ema ema.npz --machine "H200" --wall-s 192 \\
         --command "python tools/train_reference.py --preset cifar10-latent-dit --time-budget 225"
 
@@ -43,7 +43,7 @@ CLASSIFIERS = ("mnist", "fashion_mnist", "cifar10")
 GENERATORS = ("mnist-unet", "mnist-unet-flow", "fashion-unet", "mnist-latent-dit", "cifar10-latent-dit")
 #: Distilled students of mnist-unet (lesson 12), each distilled from the one before it,
 #: the first from the shipped mnist-unet. Built in this order.
-STUDENTS = ("mnist-unet-student-8", "mnist-unet-student-4", "mnist-unet-student-2")
+STUDENTS = ("mnist-unet-guided", "mnist-unet-student-8", "mnist-unet-student-4", "mnist-unet-student-2")
 #: Stored in float16 to keep the shipped total under 40 MB (widened to float32 on load).
 HALF = {"cifar10-latent-dit", "vae-cifar10-cifar-f2", "classifier-cifar10"}
 SCORE_KEY = jax.random.key(3)  # = demo.EVAL_KEY: the scoring every report in the project uses
