@@ -19,7 +19,7 @@ import pytest
 from flax import nnx
 
 from diffusion_jax._checks import expand_to
-from diffusion_jax import configs, denoisers, distill, guidance, pipeline, presets, sampling, schedules, toy, train
+from diffusion_jax import configs, denoisers, distill, guidance, presets, sampling, schedules, toy, train
 from diffusion_jax.models import UNet, UNetConfig
 from diffusion_jax.models.embeddings import timestep_embedding
 from diffusion_jax.models.unet import PRESETS as UNET_PRESETS
@@ -248,3 +248,38 @@ def test_student_presets_sample_on_their_trailing_grid():
         chain.append(presets.PRESETS[name].distill.student_steps)
         name = presets.PRESETS[name].distill.teacher
     assert name == "mnist-unet" and chain == [2, 4, 8, None]
+
+
+@pytest.mark.slow
+def test_pipeline_distils_a_chain_and_samples_the_student(tmp_path, monkeypatch):
+    """teacher -> guidance student -> 2-step student through pipeline.train, with tiny presets;
+    the student starts from its teacher's weights and samples with one prediction per step."""
+    from diffusion_jax import pipeline
+
+    monkeypatch.setenv("DIFFUSION_JAX_PRETRAINED", str(tmp_path / "none"))
+    tiny = UNetConfig(channels=(8, 16), attention_levels=(1,), num_heads=2, groups=4, num_classes=10)
+    tc = train.TrainConfig(steps=2, batch_size=8, prediction="v", log_every=1, checkpoint_every=0)
+    dc = dataclasses.replace(tc, cond_dropout=0.0)
+    student_cfg = dataclasses.replace(tiny, guidance_embed=True)
+    added = {
+        "tiny-teacher": presets.Preset("tiny-teacher", "mnist", tiny, tc),
+        "tiny-guided": presets.Preset("tiny-guided", "mnist", student_cfg, dc, distill=distill.DistillConfig("tiny-teacher"),
+                                      sampler_spacing="trailing"),
+        "tiny-s2": presets.Preset("tiny-s2", "mnist", student_cfg, dc, sampler_steps=2,
+                                  distill=distill.DistillConfig("tiny-guided", 2), sampler_spacing="trailing"),
+    }
+    for name, p in added.items():
+        monkeypatch.setitem(presets.PRESETS, name, p)
+    root = tmp_path / "ck"
+    student = pipeline.train(added["tiny-s2"], root=root, progress=False)
+    assert all((pipeline.run_dir(p, root) / "checkpoints").is_dir() for p in added.values())
+    assert int(student.step) == 2
+    teacher = pipeline.train(added["tiny-guided"], root=root, progress=False)  # from the cache now
+    # two updates from the teacher's weights: close to them, not equal
+    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+             for a, b in zip(jax.tree.leaves(student.params), jax.tree.leaves(teacher.ema_params))]
+    assert 0 < max(diffs) < 0.05
+    x = pipeline.sample(jax.random.key(0), student, added["tiny-s2"], np.arange(3))
+    assert x.shape == (3, 28, 28, 1) and np.all(np.isfinite(x))
+    d = pipeline.denoiser(student, added["tiny-s2"], 3.0)
+    assert d.prediction == "v" and d.clip_x0 == 1.0

@@ -34,7 +34,8 @@ import make_pretrained as MP  # noqa: E402  (the probe functions the artifacts w
 MANIFEST = pretrained.manifest(pretrained.DIR)
 GENERATORS = [n for n, e in MANIFEST.items() if e["kind"] == "generator"]
 REQUIRED = {"classifier-mnist", "classifier-fashion_mnist", "classifier-cifar10", "mnist-unet", "mnist-unet-flow",
-            "fashion-unet", "mnist-latent-dit", "cifar10-latent-dit", "vae-mnist-mnist", "vae-cifar10-cifar-f2"}
+            "fashion-unet", "mnist-latent-dit", "cifar10-latent-dit", "vae-mnist-mnist", "vae-cifar10-cifar-f2",
+            *MP.STUDENTS}
 
 
 def test_manifest_lists_the_course_artifacts_within_budget():
@@ -122,6 +123,17 @@ def test_quality_gate(name):
     _, logits = metrics.features_and_logits(metrics.reference(preset.dataset), images)
     acc = metrics.class_accuracy(logits, labels)
     assert acc >= threshold, f"{name}: only {acc:.0%} of {n} guided samples are the intended class"
+
+
+@pytest.mark.parametrize("name", [n for n in MP.STUDENTS if n in MANIFEST])
+def test_students_were_distilled_from_the_shipped_teacher(name):
+    """A rebuilt mnist-unet makes its students stale although their fingerprints still match."""
+    info = MANIFEST[name]["distill"]
+    base = MANIFEST[info["base_model"]]
+    assert info["base_model_sha256"] == base["sha256"], (
+        f"{name} was distilled from another {info['base_model']} file: rebuild it with "
+        f"`python tools/make_pretrained.py {' '.join(MP.STUDENTS)}`")
+    assert info["teacher"] == pipeline.get_preset(name).distill.teacher
 
 
 # ----------------------------------------------------------------------------- failures are loud
