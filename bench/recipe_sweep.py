@@ -64,11 +64,16 @@ def main(argv=None) -> int:
     p.add_argument("--sampler-steps", type=int, nargs="+", default=[50], help="DDIM steps to score")
     p.add_argument("--out", default="outputs/bench/recipe_sweep.jsonl")
     p.add_argument("--deadline", type=float, default=None, help="stop evaluating after this many seconds")
+    p.add_argument("--plot", metavar="JSONL", default=None,
+                   help="draw accuracy and FID against images seen from a results file, then exit")
+    p.add_argument("--plot-out", default="docs/recipe_sweep.png", help="where --plot writes its figure")
     args = p.parse_args(argv)
     if args.list:
         for k, v in VARIANTS.items():
             print(f"{k:20s} {v}")
         return 0
+    if args.plot:
+        return plot(args.plot, args.plot_out)
     if not args.variant:
         p.error("--variant is required (or --list)")
 
@@ -111,6 +116,46 @@ def main(argv=None) -> int:
                 fh.write(json.dumps(row) + "\n")
         if args.deadline and time.perf_counter() - t_start > args.deadline:
             break
+    return 0
+
+
+def plot(jsonl: str, out: str) -> int:
+    """Accuracy and FID against images seen, one line per variant, with images to >= 98%."""
+    import collections
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in pathlib.Path(jsonl).read_text().splitlines() if line.strip()]
+    by = collections.defaultdict(list)
+    for r in rows:
+        by[r["variant"]].append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    highlight = {"base": ("k", 2.2), "emaw_lr2_bs64": ("C3", 2.6)}
+    print(f"{'variant':20s} images seen to >= 98% right class")
+    for name, rs in sorted(by.items()):
+        rs.sort(key=lambda r: r["images_seen"])
+        x = [r["images_seen"] / 1000 for r in rs]
+        color, width = highlight.get(name, (None, 1.0))
+        kw = {"color": color, "lw": width, "alpha": 1.0 if name in highlight else 0.55, "label": name}
+        axes[0].plot(x, [r["accuracy"] for r in rs], "o-", ms=3, **kw)
+        axes[1].plot(x, [r["fid"] for r in rs], "o-", ms=3, **kw)
+        hit = next((r["images_seen"] for r in rs if r["accuracy"] >= 0.98), None)
+        print(f"{name:20s} {hit if hit else 'not reached'}")
+    axes[0].axhline(0.98, color="0.5", ls=":", lw=1)
+    axes[0].set_ylabel("right-class share of 500 guided samples")
+    axes[1].set_ylabel("domain FID (N = 500)")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("thousands of training images seen")
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("mnist-unet recipe variants: quality against images seen (DDIM-50, s = 3)", fontsize=10)
+    fig.tight_layout()
+    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
     return 0
 
 

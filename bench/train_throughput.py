@@ -35,14 +35,8 @@ from diffusion_jax import schedules
 from diffusion_jax.models import UNet
 from diffusion_jax.models.common import param_count
 from diffusion_jax.models.unet import PRESETS, UNetConfig
-from diffusion_jax.train import (
-    TrainConfig,
-    create_train_state,
-    make_mesh,
-    make_train_step,
-    replicate,
-    shard_batch,
-)
+from diffusion_jax.distributed import global_batch, host_value
+from diffusion_jax.train import TrainConfig, create_train_state, make_mesh, make_train_step, replicate
 
 MODELS = {
     # The demo model (pipeline preset "mnist-unet").
@@ -55,7 +49,12 @@ TOLERANCE = 0.10  # parameter counts must match within 10%
 
 
 class OurStep:
-    """The library's compiled train step on ``devices``; ``run(k)`` times k steps."""
+    """The library's compiled train step on ``devices``; ``run(k)`` times k steps.
+
+    ``devices`` may span several processes (after ``distributed.initialize``, as in
+    ``scaling.py --processes``): every process builds the same global batch and hands
+    over only its own devices' rows, as ``fit`` does.
+    """
 
     def __init__(self, cfg: UNetConfig, batch: int, devices, seed: int = 0):
         tc = TrainConfig(batch_size=batch, prediction="v", cond_dropout=0.1)
@@ -72,17 +71,22 @@ class OurStep:
         else:
             mesh = make_mesh(devices)
             self.state = replicate(mesh, state)
-            self.x, self.y = shard_batch(mesh, x, y)
+            self.x, self.y = global_batch(mesh, x, y)
             fn = make_train_step(tc, sched, cfg.num_classes, mesh=mesh)
         self.key = jax.random.key(seed + 1)
+        # Several processes: a step's key must be a global (replicated) array; a few made
+        # up front, reused in turn, keep that copy out of the timed loop.
+        self.keys = ([replicate(mesh, jax.random.fold_in(self.key, i)) for i in range(8)]
+                     if jax.process_count() > 1 else None)
         (self.step, self.compile_s) = C.timed(lambda: fn.lower(self.state, self.key, self.x, self.y).compile())
         self.flops = C.compiled_flops(self.step) if len(devices) == 1 else None
         _, self.first_s = C.timed(lambda: self.run(1))
-        self.loss = float(self.last["loss"])
+        self.loss = float(host_value(self.last["loss"]))
 
     def run(self, k: int):
         for i in range(k):
-            self.state, self.last = self.step(self.state, jax.random.fold_in(self.key, i), self.x, self.y)
+            key = jax.random.fold_in(self.key, i) if self.keys is None else self.keys[i % len(self.keys)]
+            self.state, self.last = self.step(self.state, key, self.x, self.y)
         jax.block_until_ready(self.last)
 
 

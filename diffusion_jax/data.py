@@ -46,12 +46,21 @@ from pathlib import Path
 import jax
 import numpy as np
 
-__all__ = ["NAMES", "SPLITS", "ENV_VAR", "DataError", "DataNotFoundError", "Dataset", "load_dataset",
-           "to_float", "as_float", "to_uint8", "batches"]
+__all__ = ["NAMES", "SPLITS", "ENV_VAR", "IMAGE_SHAPES", "VALUE_RANGES", "DataError", "DataNotFoundError",
+           "Dataset", "load_dataset", "num_classes", "to_float", "as_float", "to_uint8", "guess_value_range",
+           "check_images", "batches"]
 
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
 ENV_VAR = "DIFFUSION_JAX_DATA"
+#: ``(H, W, C)`` of each data set's images.
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+#: Pixel ranges by name: "signed" is what the models see and produce; the others are the
+#: two usual ways images are stored. uint8 arrays always mean "byte".
+VALUE_RANGES = {"signed": (-1.0, 1.0), "unit": (0.0, 1.0), "byte": (0.0, 255.0)}
+# How far a float image may stray outside its range, as a share of the range's width:
+# room for a decoder's or an unclipped sampler's overshoot, far too little for a wrong range.
+_RANGE_SLACK = 0.05
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _SYSTEM_DIRS = {"fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
@@ -139,6 +148,13 @@ def load_dataset(name: str, split: str = "train", path: str | os.PathLike | None
     raise DataNotFoundError(_not_found_message(name, split, searched))
 
 
+def num_classes(name: str) -> int:
+    """How many classes the data set ``name`` has (10 for all three)."""
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(NAMES)}")
+    return len(_CLASS_NAMES[name])
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """uint8 pixels in [0, 255] -> float32 in [-1, 1], the range diffusion models use."""
     images = np.asarray(images)
@@ -152,6 +168,72 @@ def as_float(images) -> np.ndarray:
     already in [-1, 1] and returned as float32."""
     images = np.asarray(images)
     return to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
+
+
+def guess_value_range(images) -> str:
+    """The name in :data:`VALUE_RANGES` that ``images`` most likely use.
+
+    Integer arrays: "byte". Floats: "signed" if any value is negative (a [-1, 1] image
+    set always has some: backgrounds sit at -1), else "unit" if none exceeds 1 (plus the
+    slack), else "byte". A guess, for a caller that says so when it converts.
+    """
+    a = np.asarray(images)
+    if np.issubdtype(a.dtype, np.integer):
+        return "byte"
+    a = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a
+    if a.size == 0 or a.min() < 0:
+        return "signed"
+    return "unit" if a.max() <= 1.0 + _RANGE_SLACK else "byte"
+
+
+def check_images(images, *, name: str = "images", value_range: str | None = None, shape=None,
+                 min_count: int = 1, range_name: str = "value_range") -> np.ndarray:
+    """Validate an image batch and return it as float32 in [-1, 1].
+
+    ``images``: ``(N, H, W, C)``, with ``(H, W, C)`` = ``shape`` when given and at least
+    ``min_count`` images. uint8 (and other integer) arrays are pixels in [0, 255] and are
+    converted. Float arrays must be finite and lie in ``value_range`` (a name in
+    :data:`VALUE_RANGES`; a little overshoot is accepted), and are mapped to [-1, 1].
+    ``value_range=None`` means "signed", and also refuses a float set with no negative
+    value at all, which is almost surely [0, 1] or [0, 255] data: pass the range you mean.
+    ``range_name`` is how the caller spells that option in the message (a ``--flag`` or a
+    keyword argument).
+    """
+    def option(v):
+        return f"{range_name} {v}" if range_name.startswith("--") else f"{range_name}={v!r}"
+
+    if value_range is not None and value_range not in VALUE_RANGES:
+        raise ValueError(f"{range_name} must be one of {list(VALUE_RANGES)}, got {value_range!r}")
+    a = np.asarray(images)
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or a.dtype == np.bool_:
+        raise ValueError(f"{name} must be a numeric array, got dtype {a.dtype}")
+    expected = f"(N, {', '.join(map(str, shape))})" if shape is not None else "(N, H, W, C)"
+    if a.ndim != 4 or (shape is not None and tuple(a.shape[1:]) != tuple(shape)):
+        raise ValueError(f"{name} must have shape {expected}, got {a.shape}")
+    if len(a) < min_count:
+        raise ValueError(f"{name} must hold at least {min_count} images, got {len(a)}")
+    if np.issubdtype(a.dtype, np.integer):
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise ValueError(f"{name} are integers, so pixels in [0, 255], but hold values in [{a.min()}, {a.max()}]")
+        return to_float(a.astype(np.uint8))
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise ValueError(f"{name} hold {int(bad.sum())} NaN or infinite values (of {a.size})")
+    lo, hi = VALUE_RANGES[value_range or "signed"]
+    slack = _RANGE_SLACK * (hi - lo)
+    got_lo, got_hi = float(a.min()), float(a.max())
+    if got_lo < lo - slack or got_hi > hi + slack or (value_range is None and got_lo >= 0):
+        guess = guess_value_range(a)
+        looks = (f"they look like {guess} ({VALUE_RANGES[guess][0]:g}..{VALUE_RANGES[guess][1]:g}) pixels; "
+                 f"pass {option(guess)}" if guess != (value_range or "signed") else "")
+        raise ValueError(f"{name} hold values in [{got_lo:.4g}, {got_hi:.4g}], expected [{lo:g}, {hi:g}]"
+                         + (" with some negative values" if value_range is None and got_lo >= 0 else "")
+                         + (f": {looks}" if looks else "")
+                         + (f" (or {option('signed')} if they really are [-1, 1] images)"
+                            if value_range is None and got_lo >= 0 else ""))
+    if (lo, hi) == VALUE_RANGES["signed"]:
+        return a.astype(np.float32)
+    return (a.astype(np.float32) - np.float32(lo)) * np.float32(2.0 / (hi - lo)) - np.float32(1.0)
 
 
 def to_uint8(x) -> np.ndarray:

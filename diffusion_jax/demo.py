@@ -14,25 +14,28 @@ entry in the .npz and the ``provenance`` field of metrics.json (see
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
 import platform
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusion_jax import data, metrics, pipeline, provenance, viz
+from diffusion_jax import data, metrics, pipeline, pretrained, provenance, viz
 from diffusion_jax.models import forward_flops, param_count
 
-__all__ = ["FAST_ENV", "EVAL_KEY", "fast_mode", "DemoConfig", "run", "provenance_record"]
+__all__ = ["FAST_ENV", "OUTPUT_FILES", "fast_mode", "DemoConfig", "check_config", "run",
+           "provenance_record"]
 
 FAST_ENV = "DIFFUSION_JAX_FAST"
-#: The key that draws KID subsets and memorisation rows, shared with `diffusion-jax eval`.
-EVAL_KEY = jax.random.key(3)
+#: What :func:`run` writes into ``out_dir``.
+OUTPUT_FILES = ("samples.png", "samples.npz", "quality.png", "metrics.json")
 
 
 def fast_mode() -> bool:
@@ -42,91 +45,153 @@ def fast_mode() -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
-    preset: str = "mnist-unet"  # see pipeline.PRESETS
+    """What the main job does; every field is a ``diffusion-jax demo`` flag of the same name
+    (``per_class`` is ``--per-class``). :func:`check_config` says what each accepts."""
+
+    preset: str = "mnist-unet"  # a name in pipeline.PRESETS
     steps: int = 0  # training steps; 0 = the preset's (1,200 for mnist-unet)
     per_class: int = 50  # samples per digit: 10 x 50 = 500, the size of the held-out set
-    grid_columns: int = 10  # samples per digit shown in samples.png
-    sampler_steps: int = 50  # DDIM steps (eta = 0)
-    guidance_scale: float = 3.0  # diffusers' s (1 = plain conditional); paper's w = 2
+    grid_columns: int = 10  # samples per digit shown in samples.png (at most per_class); the .npz has all
+    sampler_steps: int = 50  # DDIM steps (eta = 0), 1..T
+    guidance_scale: float = 3.0  # diffusers' s (1 = plain conditional, 0 = unconditional); paper's w = s - 1
     train: bool = True  # False: sample the shipped reference weights instead of training
-    seed: int = 0
+    sampler: str = "ddim"  # a sampler of diffusion_jax.sampling.SAMPLERS (ddim: eta = 0)
+    toy: bool = True  # also draw the exact-toy sampler figure first (a phase of the demo's clock)
+    toy_out_dir: str = "outputs/toy"  # where the toy figure goes
+    seed: int = 0  # 0 <= seed < 2**32
     out_dir: str = "outputs/demo"
     fast: bool = False  # a minutes-free smoke run: tiny training, few samples
 
     def resolved(self) -> DemoConfig:
+        cfg = dataclasses.replace(self, grid_columns=min(self.grid_columns, self.per_class))
         if not self.fast:
-            return self
-        return dataclasses.replace(self, steps=self.steps or (30 if self.train else 0), per_class=min(self.per_class, 4),
-                                   grid_columns=min(self.grid_columns, 4), sampler_steps=min(self.sampler_steps, 5))
+            return cfg
+        return dataclasses.replace(cfg, steps=self.steps or (30 if self.train else 0), per_class=min(self.per_class, 4),
+                                   grid_columns=min(cfg.grid_columns, 4), sampler_steps=min(self.sampler_steps, 5))
 
 
-def _validate(cfg: DemoConfig):
-    for name in ("per_class", "grid_columns", "sampler_steps"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.grid_columns > cfg.per_class:
-        raise ValueError(f"grid_columns ({cfg.grid_columns}) cannot exceed per_class ({cfg.per_class})")
-    if cfg.steps < 0:
-        raise ValueError(f"steps must be >= 0 (0 = the preset's), got {cfg.steps}")
+def check_config(cfg: DemoConfig, *, as_flags: bool = False) -> DemoConfig:
+    """Refuse a config that cannot run, before any work, with one line naming the field
+    (``as_flags``: the command-line flag) and what it accepts; returns ``cfg``."""
+    from diffusion_jax._checks import arg_name, check_int, check_number, check_output_dir
+
+    def n(field):
+        return arg_name(field, as_flags)
+
+    if cfg.preset not in pipeline.PRESETS:
+        raise ValueError(f"{n('preset')} must be one of {sorted(pipeline.PRESETS)}, got {cfg.preset!r}")
+    check_int(cfg.steps, name=n("steps"), min=0)
+    for field in ("per_class", "grid_columns", "sampler_steps"):
+        check_int(getattr(cfg, field), name=n(field), min=1)
+    check_number(cfg.guidance_scale, name=n("guidance_scale"))
+    check_int(cfg.seed, name=n("seed"), min=0, max=2**32 - 1)
+    from diffusion_jax import sampling
+
+    if cfg.sampler not in sampling.SAMPLERS:
+        raise ValueError(f"{n('sampler')} must be one of {sorted(sampling.SAMPLERS)}, got {cfg.sampler!r}")
+    preset = pipeline.PRESETS[cfg.preset]
+    if not preset.is_flow:
+        from diffusion_jax import schedules
+
+        T = jax.eval_shape(lambda: schedules.make_schedule(preset.schedule)).num_timesteps  # no device work
+        if cfg.sampler_steps > T:
+            raise ValueError(f"{n('sampler_steps')} must be <= {T} (the schedule's T), got {cfg.sampler_steps}")
     if cfg.steps and not cfg.train:
-        raise ValueError("steps applies to training; with train=False the shipped weights are sampled")
+        raise ValueError(f"{n('steps')} applies to training; {'--no-train' if as_flags else 'train=False'} "
+                         "samples the shipped weights, which have their own step count")
+    check_output_dir(cfg.out_dir, name=n("out_dir"), files=OUTPUT_FILES)
+    if cfg.toy:
+        from diffusion_jax.toy_demo import OUTPUT_FILES as TOY_FILES
+
+        check_output_dir(cfg.toy_out_dir, name=n("toy_out_dir"), files=TOY_FILES)
+    return cfg
+
+
+_validate = check_config
+
+
+@contextlib.contextmanager
+def _phase(timings: dict, name: str, total: int):
+    """Time one phase of the demo and say so on stderr as it starts and ends."""
+    number = len(timings) + 1
+    print(f"[{number}/{total}] {name} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 1)
+    print(f"[{number}/{total}] {name}: {timings[name]:.1f} s", file=sys.stderr, flush=True)
 
 
 def run(cfg: DemoConfig = DemoConfig()) -> dict:
+    """The main job, phase by phase: toy figure, training, sampling, scoring, figures.
+
+    ``metrics.json`` records each phase's seconds (set-up excluded: the clock starts here)
+    and, when shipped weights of the same preset exist, their recorded scores next to ours.
+    """
     cfg = cfg.resolved()
     _validate(cfg)
+    t_start = time.perf_counter()
     viz.use_headless_backend()
     overrides = {"steps": cfg.steps, "checkpoint_every": max(cfg.steps // 4, 1)} if cfg.steps else {}
     preset = pipeline.get_preset(cfg.preset, **overrides)
     out = pathlib.Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(cfg.seed)
+    timings: dict[str, float] = {}
+    phases = 4 + int(cfg.toy)
 
-    t0 = time.perf_counter()
-    # The main job shows training; train=False samples the shipped reference weights instead.
-    state = pipeline.train(preset, retrain=cfg.train) if cfg.train else pipeline.load_trained(preset, source="shipped")
-    train_s = time.perf_counter() - t0
+    if cfg.toy:
+        with _phase(timings, "toy figure", phases):
+            from diffusion_jax import toy_demo
 
+            toy_demo.run(toy_demo.ToyDemoConfig(num_samples=500 if cfg.fast else 4000, out_dir=cfg.toy_out_dir))
+    with _phase(timings, "train" if cfg.train else "load shipped weights", phases):
+        state = (pipeline.train(preset, retrain=True) if cfg.train
+                 else pipeline.load_trained(preset, source="shipped"))
     num_classes = pipeline.null_label(preset)
     labels = np.repeat(np.arange(num_classes), cfg.per_class)  # (N,) 0,0,...,1,1,...
-    t0 = time.perf_counter()
-    images = pipeline.sample(jax.random.fold_in(key, 1), state, preset, labels,
-                             num_steps=cfg.sampler_steps, guidance_scale=cfg.guidance_scale)
-    sample_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    train_ds, test_ds = data.load_dataset(preset.dataset, "train"), data.load_dataset(preset.dataset, "test")
-    # The reference classifier and scoring that `diffusion-jax eval` uses: same file, same numbers.
-    scores = metrics.score(EVAL_KEY, images, labels, preset.dataset)
-    _, logits = metrics.features_and_logits(metrics.reference(preset.dataset), images)
-    eval_s = time.perf_counter() - t0
-
+    with _phase(timings, "sample", phases):
+        images = pipeline.sample(jax.random.fold_in(key, 1), state, preset, labels, sampler=cfg.sampler,
+                                 num_steps=cfg.sampler_steps, guidance_scale=cfg.guidance_scale)
+    with _phase(timings, "evaluate", phases):
+        train_ds, test_ds = data.load_dataset(preset.dataset, "train"), data.load_dataset(preset.dataset, "test")
+        # The reference classifier and scoring `diffusion-jax eval` uses: same file, same numbers.
+        scores = metrics.score(jax.random.key(metrics.SCORE_SEED), images, labels, preset.dataset)
+        _, logits = metrics.features_and_logits(metrics.reference(preset.dataset), images)
     model = state.model()
     hwc = pipeline.model_input_shape(preset)
     flops = forward_flops(model, jnp.zeros((1,) + hwc), jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.int32))
     per_class_acc = [float(np.mean(np.argmax(logits[labels == k], -1) == k)) for k in range(num_classes)]
+    shipped = pretrained.find(preset.name)
     result = {
         "preset": preset.name,
+        "fingerprint": preset.fingerprint(),
         "dataset": f"{preset.dataset} ({train_ds.source})",
+        "trained_here": cfg.train,
         "train_steps": preset.train.steps,
         "images_seen": preset.train.steps * preset.train.batch_size,
-        "sampler": f"DDIM-{cfg.sampler_steps} eta=0, CFG scale {cfg.guidance_scale:g} (w={cfg.guidance_scale - 1:g})",
+        "sampler": f"{cfg.sampler}-{cfg.sampler_steps}, CFG scale {cfg.guidance_scale:g} (w={cfg.guidance_scale - 1:g})",
         "num_generated": int(len(images)),
         "num_held_out": int(len(test_ds.images)),
         **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in scores.items()},
         "per_class_accuracy": per_class_acc,
         "param_count": param_count(model),
         "forward_gflops_per_image": flops / 1e9,
-        "timings_s": {"train_or_load": round(train_s, 1), "sample": round(sample_s, 1), "evaluate": round(eval_s, 1)},
+        "timings_s": timings,
         "devices": [str(d) for d in jax.devices()],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "fast_mode": cfg.fast,
-        "note": "FID/KID use features of this project's own MNIST classifier: comparable only within this project.",
+        "note": "FID/KID use features of the project's reference MNIST classifier: comparable only within this "
+                "project, at equal N.",
+        # The shipped model of the same preset, as measured when it was made (its sampler settings).
+        "shipped_reference": ({k: shipped[k] for k in ("scores", "steps", "wall_s", "machine")}
+                              if shipped and shipped.get("fingerprint") == preset.fingerprint() else None),
         "provenance": provenance_record(cfg, preset),
     }
     rec = result["provenance"]
-    provenance.savez(out / "samples.npz", rec, images=images.astype(np.float32), labels=labels.astype(np.int32))
-    _figures(out, cfg, preset, images, labels, result)
+    with _phase(timings, "figures", phases):
+        provenance.savez(out / "samples.npz", rec, images=images.astype(np.float32), labels=labels.astype(np.int32))
+        _figures(out, cfg, preset, images, labels, result)
+    timings["total"] = round(time.perf_counter() - t_start, 1)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -135,7 +200,7 @@ def provenance_record(cfg: DemoConfig, preset) -> dict:
     """The label every file of a demo run carries (see :mod:`diffusion_jax.provenance`)."""
     return provenance.record(
         command="demo", preset=preset.name, fingerprint=preset.fingerprint(),
-        dataset=preset.dataset, seed=cfg.seed, sampler="ddim", num_steps=cfg.sampler_steps, eta=0.0,
+        dataset=preset.dataset, seed=cfg.seed, sampler=cfg.sampler, num_steps=cfg.sampler_steps, eta=0.0,
         guidance_scale=cfg.guidance_scale, prediction=preset.train.prediction, fast=cfg.fast,
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from diffusion_jax._checks import check_batched, check_same_shape, check_timesteps, expand_to
+from diffusion_jax._checks import check_batched, check_same_shape, check_timesteps, expand_to, take_timesteps
 from diffusion_jax.schedules import Schedule
 
 __all__ = ["q_moments", "q_sample", "add_noise", "posterior_variance", "posterior_log_variance_clipped",
@@ -31,7 +31,7 @@ def q_moments(schedule: Schedule, x0, t):
     """Mean and standard deviation of q(x_t | x0); mean has x0's shape, std is per row."""
     x0 = check_batched(x0, name="x0")
     t = _t(schedule, t, x0)
-    alpha_bar = schedule.alpha_bars[t]
+    alpha_bar = take_timesteps(schedule.alpha_bars, t)  # NaN for a traced t outside [0, T-1]
     return expand_to(jnp.sqrt(alpha_bar), x0) * x0, expand_to(jnp.sqrt(1.0 - alpha_bar), x0)
 
 
@@ -87,7 +87,8 @@ def q_posterior(schedule: Schedule, x0, x_t, t):
     x_t = check_batched(x_t, name="x_t")
     t = _t(schedule, t, x_t)
     coef_x0, coef_xt = posterior_coefficients(schedule)
-    mean = expand_to(coef_x0[t], x_t) * x0 + expand_to(coef_xt[t], x_t) * x_t
-    variance = expand_to(posterior_variance(schedule)[t], x_t)
-    log_variance = expand_to(posterior_log_variance_clipped(schedule)[t], x_t)
+    coef_x0, coef_xt = take_timesteps(coef_x0, t), take_timesteps(coef_xt, t)  # NaN for a traced bad t
+    mean = expand_to(coef_x0, x_t) * x0 + expand_to(coef_xt, x_t) * x_t
+    variance = expand_to(take_timesteps(posterior_variance(schedule), t), x_t)
+    log_variance = expand_to(take_timesteps(posterior_log_variance_clipped(schedule), t), x_t)
     return mean, variance, log_variance

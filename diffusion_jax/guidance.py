@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusion_jax._checks import as_partial
+from diffusion_jax._checks import as_partial, is_concrete
 
 __all__ = ["drop_decision", "drop_labels", "cfg_combine", "paper_weight", "diffusers_scale",
            "rescale_guidance", "guided_denoiser"]
@@ -116,10 +116,21 @@ def guided_denoiser(denoise, scale, null_cond, *, rescale: float = 0.0):
     """
     if not 0.0 <= rescale <= 1.0:
         raise ValueError(f"rescale (phi) must lie in [0, 1], got {rescale}")
+    if is_concrete(scale) and not np.all(np.isfinite(np.asarray(scale, np.float64))):
+        raise ValueError(f"scale (the guidance scale s) must be a finite number, got {scale}")
+    try:
+        null = jnp.asarray(null_cond)
+    except (TypeError, ValueError):
+        null = None
+    if null is None or not (jnp.issubdtype(null.dtype, jnp.integer) or jnp.issubdtype(null.dtype, jnp.floating)):
+        raise TypeError(f"null_cond must be the null condition (e.g. the null class label), got {null_cond!r}")
+    if is_concrete(null) and jnp.issubdtype(null.dtype, jnp.integer) and null.ndim == 0 and int(null) < 0:
+        raise ValueError(f"null_cond (the null class label) must be >= 0, usually the number of classes, "
+                         f"got {int(null)}")
     return jax.tree_util.Partial(
         _guided,
         as_partial(denoise),
         jnp.asarray(scale, jnp.float32),
-        jnp.asarray(null_cond),
+        null,
         jnp.asarray(rescale, jnp.float32),
     )

@@ -23,11 +23,12 @@ import jax
 import numpy as np
 
 from .classifier import Classifier, features_and_logits, reference, train_classifier
-from .data import as_float
+from ._checks import check_int, check_key, check_labels
+from .data import IMAGE_SHAPES, NAMES, as_float, check_images, num_classes
 
 __all__ = ["Classifier", "train_classifier", "features_and_logits", "reference", "feature_statistics",
            "frechet_distance", "fid", "kid", "class_accuracy", "nearest_neighbour_distances", "evaluate",
-           "score", "within_class_spread"]
+           "score", "SCORE_SEED", "within_class_spread"]
 
 
 def feature_statistics(features):
@@ -147,14 +148,29 @@ def nearest_neighbour_distances(samples, train_images, *, batch: int = 256,
 
 def evaluate(key, generated_images, intended_labels, real_images, train_images, classifier, *,
              kid_subsets: int = 100, kid_subset_size: int = 1000,
-             nn_reference: int = 500, batch_size: int = 500) -> dict:
+             nn_reference: int = 500, batch_size: int = 500, value_range: str | None = None) -> dict:
     """FID and KID against ``real_images`` (held-out data), class accuracy of the samples
     (NaN if ``intended_labels`` is None), and the nearest-training-image distance with
     its ratio to the train-to-train one (``nn_reference`` random training images, each
     against the rest). ``key`` draws the KID subsets and those rows. Also returns
     ``nn_train_distance_mean``, the ratio's denominator. With at most ``kid_subset_size``
     images per set every KID subset is the whole set: kid_std is 0.
-    Draw ``real_images`` at random, not the first N of a class-sorted array."""
+    Draw ``real_images`` at random, not the first N of a class-sorted array.
+
+    Checked before any work (:func:`diffusion_jax.data.check_images`): the images must
+    share ``real_images``' ``(H, W, C)``, be finite and lie in ``value_range`` ("signed"
+    [-1, 1], "unit" [0, 1], "byte" [0, 255]; uint8 is always bytes). ``None`` means
+    [-1, 1] and refuses a float set without one negative value, which is almost surely
+    [0, 1] or [0, 255] data scored on the wrong scale."""
+    check_key(key)
+    real_shape = np.shape(real_images)
+    if len(real_shape) != 4 or real_shape[0] < 2:
+        raise ValueError(f"real_images must have shape (N >= 2, H, W, C), got {real_shape}")
+    generated_images = check_images(generated_images, name="generated_images", value_range=value_range,
+                                    shape=real_shape[1:], min_count=2)
+    if intended_labels is not None:
+        intended_labels = check_labels(intended_labels, None, name="intended_labels", allow_null=False,
+                                       length=len(generated_images))
     fg, lg = features_and_logits(classifier, generated_images, batch_size=batch_size)
     fr, _ = features_and_logits(classifier, real_images, batch_size=batch_size)
     kid_mean, kid_std = kid(jax.random.fold_in(key, 0), fg, fr, kid_subsets, min(kid_subset_size, len(fg), len(fr)))
@@ -170,19 +186,33 @@ def evaluate(key, generated_images, intended_labels, real_images, train_images, 
                 num_generated=len(fg), num_real=len(fr))
 
 
-def score(key, images, labels, dataset: str, *, kid_subset_size: int = 250) -> dict:
+#: The seed of the key every reported score uses (demo, ``diffusion-jax eval``, the shipped
+#: models' manifest): with it, the same file always gets the same numbers.
+SCORE_SEED = 3
+
+
+def score(key, images, labels, dataset: str, *, kid_subset_size: int = 250, value_range: str | None = None) -> dict:
     """THE score of a set of samples of ``dataset``: :func:`evaluate` against the held-out
     split and the training split with the data set's reference classifier.
 
     The demo and ``diffusion-jax eval`` both call this, so the same file gets the same
-    numbers. ``images``: ``(N, H, W, C)`` in [-1, 1] (or uint8); ``labels``: intended
-    classes ``(N,)`` or None.
+    numbers. ``images``: ``(N >= 2, H, W, C)`` with the data set's ``(H, W, C)``, in
+    [-1, 1] (or uint8; other ranges with ``value_range``, as in :func:`evaluate`);
+    ``labels``: intended classes ``(N,)`` in ``[0, 9]``, or None. Everything is checked
+    before the data set or the classifier is loaded.
     """
     from .data import load_dataset
 
+    check_key(key)
+    if dataset not in NAMES:
+        raise ValueError(f"dataset must be one of {list(NAMES)}, got {dataset!r}")
+    images = check_images(images, value_range=value_range, shape=IMAGE_SHAPES[dataset], min_count=2)
+    if labels is not None:
+        labels = check_labels(labels, num_classes(dataset), allow_null=False, length=len(images))
+    kid_subset_size = check_int(kid_subset_size, name="kid_subset_size", min=2)
     test, train = load_dataset(dataset, "test"), load_dataset(dataset, "train")
     return evaluate(key, images, labels, test.images, train.images, reference(dataset),
-                    kid_subset_size=min(kid_subset_size, len(images), len(test.images)))
+                    kid_subset_size=min(kid_subset_size, len(images), len(test.images)), value_range="signed")
 
 
 def within_class_spread(features, labels, num_classes: int | None = None) -> np.ndarray:

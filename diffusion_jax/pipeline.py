@@ -28,7 +28,12 @@ import jax
 import numpy as np
 
 from diffusion_jax import checkpoint as ckpt
+<<<<<<< HEAD
 from diffusion_jax import configs, data, distill, latent, paths, pretrained, sampling, schedules
+=======
+from diffusion_jax._checks import check_int, check_key, check_labels, check_number
+from diffusion_jax import configs, data, latent, paths, pretrained, sampling, schedules
+>>>>>>> main
 from diffusion_jax.denoisers import Denoiser
 from diffusion_jax.models.vae import VAE_PRESETS
 from diffusion_jax.presets import PRESETS, Preset, build_model, get_preset, image_shape, model_input_shape, null_label
@@ -39,6 +44,13 @@ __all__ = ["Preset", "PRESETS", "get_preset", "build_model", "null_label", "imag
 
 #: Where :func:`load_trained` may take weights from.
 SOURCES = ("auto", "shipped", "cache")
+
+
+def _check_preset(preset) -> Preset:
+    if not isinstance(preset, Preset):
+        raise TypeError(f"preset must be a Preset, e.g. pipeline.get_preset('mnist-unet'), got "
+                        f"{type(preset).__name__} {preset!r}")
+    return preset
 
 
 def _note(msg: str) -> None:
@@ -126,6 +138,7 @@ def load_trained(preset: Preset, *, source: str = "auto", root=None) -> TrainSta
     ``source``: ``"shipped"``, ``"cache"`` (your own run), or ``"auto"`` (shipped first).
     Raises ``FileNotFoundError`` saying how to train when neither exists.
     """
+    _check_preset(preset)
     if source not in SOURCES:
         raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
     reason = None
@@ -154,6 +167,7 @@ def train(preset: Preset, *, retrain: bool = False, root=None, progress: bool = 
     a finished run in the cache is loaded, also with ``retrain``. An unusable shipped file
     is reported in one line and the model is trained instead.
     """
+    _check_preset(preset)
     if not retrain and pretrained.find(preset.name) is not None:
         try:
             state = _shipped(preset)
@@ -225,22 +239,29 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | Non
     """Class-conditional images ``(N, H, W, C)`` in [-1, 1] from the EMA weights.
 
     ``sampler``: a name in :data:`diffusion_jax.sampling.SAMPLERS` that runs on the preset's
-    path (default: ``ddim`` for diffusion, ``euler`` for flow); ``num_steps``: default the
+    path (default: ``ddim`` for diffusion, ``euler`` for flow); ``labels``: ``(N,)`` class
+    ids in ``[0, K - 1]``, or ``K`` = :func:`null_label` for unconditional rows (checked,
+    as are the key, the scale and the steps, before anything runs); ``num_steps``: default the
     preset's ``sampler_steps`` (all T for ``ddpm``); ``grid_options``: ``eta``,
+<<<<<<< HEAD
     ``spacing`` (default: the preset's ``sampler_spacing``), ``shift``, ``karras`` as
     :func:`sampling.make_grid` takes them. Row ``i``
     depends only on ``(key, i)``: ``batch_size`` changes memory, not the images.
+=======
+    ``spacing``, ``shift``, ``karras`` as :func:`sampling.make_grid` takes them. Row ``i``
+    depends only on ``(key, i)``: ``batch_size`` changes memory, not the images. The rows
+    of a chunk are split over all local devices (the CLI makes one per CPU core).
+>>>>>>> main
     Latent presets are decoded by their VAE.
     """
+    check_key(key)
+    _check_preset(preset)
     name = sampler or preset.samplers[0]
     sampling.check_sampler(name, preset.path)
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be a non-empty 1-D array of integer class ids, got {labels.dtype} "
-                         f"shape {labels.shape}")
-    if labels.min() < 0 or labels.max() > null_label(preset):
-        raise ValueError(f"labels must lie in [0, {null_label(preset)}] ({null_label(preset)} = unconditional), "
-                         f"got [{labels.min()}, {labels.max()}]")
+    labels = check_labels(labels, null_label(preset))
+    if guidance_scale is not None:
+        check_number(guidance_scale, name="guidance_scale")
+    batch_size = check_int(batch_size, name="batch_size", min=1)
     steps = preset.sampler_steps if num_steps is None and name != "ddpm" else num_steps
     if preset.sampler_spacing is not None and name != "ddpm" and not grid_options.get("karras"):
         grid_options.setdefault("spacing", preset.sampler_spacing)
@@ -248,7 +269,8 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | Non
     grid = sampling.make_grid(name, steps, schedule=schedule, **grid_options)
     d = denoiser(state, preset, guidance_scale)
     shape = (len(labels),) + model_input_shape(preset)
-    x = np.asarray(sampling.sample(name, key, d, shape, labels.astype(np.int32), grid=grid, chunk_size=batch_size))
+    x = np.asarray(sampling.sample(name, key, d, shape, labels.astype(np.int32), grid=grid, chunk_size=batch_size,
+                                   devices=jax.local_devices()))
     if preset.is_latent:
         x = codec(preset).decode(x)
     return np.clip(x, -1.0, 1.0)

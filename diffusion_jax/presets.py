@@ -89,11 +89,11 @@ class Preset:
 # x0 estimate is (x_t - sqrt(1 - ab) eps) / sqrt(ab) with sqrt(ab) < 0.01, so the label's
 # effect on eps is tiny and barely trained (measured: eps after 1,500 steps of 128, 20% right
 # class unguided, 46% at s = 4; v after 1,300 steps, 86% unguided, 100% at s = 3).
-# The recipe was chosen by time to quality (bench/recipe_sweep.py, quality against images
-# seen for 12 variants; README "Time to quality"): batch 64 at lr 2e-3 with an EMA warm-up
-# reaches >= 98% right-class guided samples after ~58k images, the old batch 128 at lr 1e-3
-# without warm-up after ~134k, at the same images/s on 2 CPU cores. 1,200 steps of 64
-# (76.8k images) leaves a margin.
+# The recipe was chosen by time to quality (bench/recipe_sweep.py: quality against images
+# seen for 12 variants, evaluated every 19.2k images; docs/recipe_sweep.png): batch 64 at
+# lr 2e-3 with an EMA warm-up had >= 98% right-class guided samples at 76.8k images (97.8%
+# at 57.6k), the earlier batch 128 at lr 1e-3 without warm-up at 134.4k, and both run at
+# the same images/s on 2 CPU cores. So: 1,200 steps of 64 = 76.8k images.
 _MNIST_TRAIN = TrainConfig(steps=1200, batch_size=64, lr=2e-3, warmup_steps=100, grad_clip=1.0,
                            ema_decay=0.995, ema_warmup=10, cond_dropout=0.1, prediction="v", log_every=50,
                            checkpoint_every=200)

@@ -17,8 +17,11 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from diffusion_jax import dpm_solver, flow, grids
 from diffusion_jax._checks import check_choice, check_shape
@@ -130,15 +133,29 @@ def make_grid(name: str, num_steps: int | None = None, *, schedule: Schedule | N
                            noise=noise, final=final)
 
 
+def _spread(devices, denoiser, x, c):
+    """Rows split over ``devices`` (padded to a multiple of their count), the network copied
+    to each: one SPMD program, every core busy. Rows are independent, so this changes where
+    a row is computed, not what it is."""
+    mesh = Mesh(np.asarray(devices), ("data",))
+    rows, pad = NamedSharding(mesh, P("data")), (-x.shape[0]) % len(devices)
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])  # dropped afterwards
+        c = None if c is None else jnp.concatenate([c, jnp.repeat(c[-1:], pad, axis=0)])
+    return (jax.device_put(denoiser, NamedSharding(mesh, P())), jax.device_put(x, rows),
+            None if c is None else jax.device_put(c, rows))
+
+
 def sample(name: str, key, denoiser: Denoiser, shape, cond=None, *, grid: grids.Grid | None = None,
            schedule: Schedule | None = None, num_steps: int | None = None, x_T=None, chunk_size: int | None = None,
-           row_offset: int = 0, **grid_options):
+           row_offset: int = 0, devices=None, **grid_options):
     """Samples ``(N, ...)`` for ``shape = (N, ...)`` with sampler ``name``.
 
     The grid is ``grid``, or :func:`make_grid` ``(name, num_steps, schedule=...,
     **grid_options)``. Rows are drawn ``chunk_size`` at a time (default: all at once); row
     ``i`` starts from ``initial_noise(key, ...)``'s row ``row_offset + i`` and uses
-    ``fold_in(key, row_offset + i)`` for its noise, whatever the chunking.
+    ``fold_in(key, row_offset + i)`` for its noise, whatever the chunking. ``devices``
+    (e.g. ``jax.local_devices()``): split each chunk's rows over them.
     """
     shape = check_shape(shape)
     if grid is None:
@@ -159,7 +176,10 @@ def sample(name: str, key, denoiser: Denoiser, shape, cond=None, *, grid: grids.
         rows = (stop - start,) + shape[1:]
         x = initial_noise(key, rows, row_offset + start) if x_T is None else jnp.asarray(x_T[start:stop])
         c = None if cond is None else jnp.asarray(cond[start:stop])
-        out.append(spec.fn(key, denoiser, x, grid, c, row_offset=row_offset + start))
+        d = denoiser
+        if devices is not None and len(devices) > 1:
+            d, x, c = _spread(devices, denoiser, x, c)
+        out.append(spec.fn(key, d, x, grid, c, row_offset=row_offset + start)[: stop - start])
     return out[0] if len(out) == 1 else jnp.concatenate(out)
 
 

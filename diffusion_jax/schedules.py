@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusion_jax._checks import check_choice, check_timesteps
+from diffusion_jax._checks import check_choice, check_timesteps, take_timesteps
 
 __all__ = ["Schedule", "from_betas", "linear", "scaled_linear", "cosine", "rescale_zero_terminal_snr",
-           "make_schedule"]
+           "make_schedule", "SCHEDULE_NAMES"]
 
 
 @functools.partial(
@@ -70,9 +70,10 @@ class Schedule:
         return jnp.sqrt(1.0 - self.alpha_bars)  # sqrt(1 - alpha_bar_t), the eps coefficient
 
     def at(self, t):
-        """``alpha_bar_t`` for integer timesteps ``t`` (validated when concrete)."""
+        """``alpha_bar_t`` for integer timesteps ``t`` (validated when concrete, NaN when a
+        traced ``t`` is out of range: see :mod:`diffusion_jax._checks`)."""
         t = check_timesteps(t, self.num_timesteps)
-        return self.alpha_bars[t]
+        return take_timesteps(self.alpha_bars, t)
 
 
 def from_betas(betas, name: str = "custom") -> Schedule:
@@ -150,6 +151,10 @@ _CONSTRUCTORS = {
     "squaredcos_cap_v2": cosine,
     "cosine": cosine,
 }
+
+
+#: Every name :func:`make_schedule` accepts.
+SCHEDULE_NAMES = tuple(_CONSTRUCTORS)
 
 
 def make_schedule(

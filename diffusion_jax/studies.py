@@ -82,7 +82,7 @@ def sampler_study(key, denoiser, sample_shape, labels, score: Callable, *, sampl
                 continue
             with compile_timer() as spent:
                 x, wall = timed(lambda: sampling.sample(name, key, denoiser, (n,) + sample_shape, labels, grid=grid,
-                                                        chunk_size=batch_size))
+                                                        chunk_size=batch_size, devices=jax.local_devices()))
             x = np.asarray(x)
             scores = dict(score(decode(x) if decode else x, labels))
             row = {"sampler": text, "steps": s,

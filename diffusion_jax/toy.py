@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusion_jax._checks import check_choice
+from diffusion_jax._checks import check_choice, is_concrete
 from diffusion_jax.parameterization import PREDICTIONS, to_eps, velocity
 from diffusion_jax.schedules import Schedule
 
-__all__ = ["GaussianMixture", "mixture", "default_mixture"]
+__all__ = ["GaussianMixture", "mixture", "default_mixture", "DEFAULT_MIXTURE"]
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["weights", "means", "stds"], meta_fields=[])
@@ -65,13 +65,23 @@ class GaussianMixture:
         return jnp.log(self.weights)[None] - 0.5 * D * jnp.log(2 * jnp.pi * var) - 0.5 * sq / var
 
     def responsibilities(self, x_t, a, b, labels=None):
-        """Posterior component probabilities r_k(x_t), ``(B, K)``; one-hot for real labels."""
+        """Posterior component probabilities r_k(x_t), ``(B, K)``; one-hot for real labels.
+
+        ``labels``: ``(B,)`` ints, a component ``0..K-1`` or the null label ``K``
+        (unconditional). Any other label raises when concrete; traced (inside a jitted
+        sampler) it turns its row into NaN rather than into a plausible point.
+        """
         r = jax.nn.softmax(self._log_joint(x_t, a, b), axis=-1)
         if labels is None:
             return r
         labels = jnp.asarray(labels)
-        one_hot = jax.nn.one_hot(labels, self.num_components)
-        return jnp.where((labels < self.num_components)[:, None], one_hot, r)
+        K = self.num_components
+        if is_concrete(labels) and labels.size and (int(labels.min()) < 0 or int(labels.max()) > K):
+            raise ValueError(f"cond (the mixture component) must lie in [0, {K}] ({K} = unconditional), "
+                             f"got values in [{int(labels.min())}, {int(labels.max())}]")
+        one_hot = jax.nn.one_hot(labels, K)
+        out = jnp.where((labels < K)[:, None], one_hot, r)
+        return jnp.where(((labels >= 0) & (labels <= K))[:, None], out, jnp.nan)
 
     def posterior_x0(self, x_t, a, b, labels=None):
         """E[x0 | x_t] (and the label, if any) for the path x_t = a x0 + b eps; ``(B, D)``."""
@@ -122,6 +132,8 @@ def mixture(weights, means, stds) -> GaussianMixture:
         raise ValueError(
             f"weights must be (K,) and means (K, D); got weights {weights.shape}, means {means.shape}"
         )
+    if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(means)) and np.all(np.isfinite(stds))):
+        raise ValueError("weights, means and stds must be finite numbers")
     if np.any(weights <= 0) or np.any(stds <= 0):
         raise ValueError("weights and stds must be positive")
     return GaussianMixture(
@@ -131,10 +143,12 @@ def mixture(weights, means, stds) -> GaussianMixture:
     )
 
 
+#: The numbers of :func:`default_mixture`, as plain Python (readable without touching a device).
+DEFAULT_MIXTURE = {"weights": (0.5, 0.3, 0.2), "means": ((-0.6, -0.4), (0.6, -0.4), (0.0, 0.6)),
+                   "stds": (0.08, 0.08, 0.08)}
+
+
 def default_mixture() -> GaussianMixture:
     """Three unequal, well separated 2-D clusters inside [-1, 1]^2, like normalised data."""
-    return mixture(
-        weights=[0.5, 0.3, 0.2],
-        means=[[-0.6, -0.4], [0.6, -0.4], [0.0, 0.6]],
-        stds=[0.08, 0.08, 0.08],
-    )
+    return mixture(**DEFAULT_MIXTURE)
+

@@ -21,17 +21,49 @@ from tqdm.auto import tqdm
 
 from diffusion_jax import flow, guidance, provenance, samplers, schedules, toy, viz
 
-__all__ = ["ToyDemoConfig", "sample_statistics", "run", "provenance_record"]
+__all__ = ["ToyDemoConfig", "OUTPUT_FILES", "MAX_SAMPLES", "check_config", "sample_statistics", "run",
+           "provenance_record"]
+
+#: What :func:`run` writes into ``out_dir``.
+OUTPUT_FILES = ("samplers.png", "trajectories.png", "stats.json")
+#: More points than this only slows the seven samplers down (weight errors are already ~0.05%).
+MAX_SAMPLES = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
 class ToyDemoConfig:
-    num_samples: int = 4000  # points per sampler; weight errors shrink like 1/sqrt(n)
-    seed: int = 0  # every sampler starts from the same x_T for this seed
-    schedule: str = "linear"  # DDPM/DDIM schedule name (see schedules.make_schedule)
+    """The toy figure's settings; every field is a ``diffusion-jax toy`` flag of the same
+    name (``num_samples`` is ``--num-samples``). :func:`check_config` says what each accepts."""
+
+    num_samples: int = 4000  # points per sampler, 1..MAX_SAMPLES; weight errors shrink like 1/sqrt(n)
+    seed: int = 0  # every sampler starts from the same x_T for this seed; 0 <= seed < 2**32
+    schedule: str = "linear"  # DDPM/DDIM schedule name (schedules.SCHEDULE_NAMES)
     guidance_scale: float = 3.0  # CFG scale s for the guided panel (1 = plain conditional)
-    guided_label: int = 2  # mixture component the guided panel asks for
+    guided_label: int = 2  # mixture component the guided panel asks for: 0, 1 or 2
     out_dir: str = "outputs/toy"
+
+
+def check_config(cfg: ToyDemoConfig, *, as_flags: bool = False) -> ToyDemoConfig:
+    """Refuse a config that cannot run, before any work, with one line naming the field
+    (``as_flags``: the command-line flag) and what it accepts; returns ``cfg``."""
+    from diffusion_jax._checks import arg_name, check_int, check_number, check_output_dir
+
+    def n(field):
+        return arg_name(field, as_flags)
+
+    check_int(cfg.num_samples, name=n("num_samples"), min=1, max=MAX_SAMPLES)
+    check_int(cfg.seed, name=n("seed"), min=0, max=2**32 - 1)
+    if cfg.schedule not in schedules.SCHEDULE_NAMES:
+        raise ValueError(f"{n('schedule')} must be one of {list(schedules.SCHEDULE_NAMES)}, got {cfg.schedule!r}")
+    check_number(cfg.guidance_scale, name=n("guidance_scale"))
+    # The guided panel asks for one real component; the null label K would be unconditional.
+    K = len(toy.DEFAULT_MIXTURE["weights"])
+    label = check_int(cfg.guided_label, name=n("guided_label"))
+    if not 0 <= label < K:
+        raise ValueError(f"{n('guided_label')} must be a component of the {K}-component mixture, 0..{K - 1}, "
+                         f"got {label}")
+    check_output_dir(cfg.out_dir, name=n("out_dir"), files=OUTPUT_FILES)
+    return cfg
 
 
 def _sampler_table(cfg: ToyDemoConfig, mix: toy.GaussianMixture, sched: schedules.Schedule):
@@ -68,6 +100,7 @@ def sample_statistics(x, mix: toy.GaussianMixture) -> dict:
 
 
 def run(cfg: ToyDemoConfig = ToyDemoConfig()) -> dict:
+    check_config(cfg)
     viz.use_headless_backend()
     import matplotlib.pyplot as plt
 

@@ -22,9 +22,7 @@ def run_cli(*args, env_extra=None, timeout=600):
 
 
 def test_help_lists_every_command(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--help"])
-    assert exc.value.code == 0
+    assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     for name in cli.COMMANDS:
         assert name in out
@@ -32,36 +30,58 @@ def test_help_lists_every_command(capsys):
 
 @pytest.mark.parametrize("command", list(cli.COMMANDS))
 def test_each_command_has_help(command, capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main([command, "--help"])
-    assert exc.value.code == 0
+    assert cli.main([command, "--help"]) == 0
     assert "usage: diffusion-jax " + command in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_flag_says_what_it_means(command):
+    """No flag's help is empty or only "(default: X)": each says what the value does."""
+    import re
+
+    sub = cli.build_parser()._subparsers._group_actions[0].choices[command]
+    for action in sub._actions:
+        if action.help == "==SUPPRESS==" or not action.option_strings and action.dest == "help":
+            continue
+        text = re.sub(r"\(default: [^)]*\)", "", action.help or "").strip(" ;,.")
+        assert len(text.split()) >= 4, f"{command} {action.option_strings or action.dest}: {action.help!r}"
+
+
+def test_version_and_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "diffusion_jax", "--version"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"diffusion-jax {cli.__version__}"
+
+
 def test_unknown_preset_is_rejected(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["train", "--preset", "nope"])
-    assert exc.value.code == 2
+    assert cli.main(["train", "--preset", "nope"]) == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_bad_values_name_the_flag(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["demo", "--per-class", "0"])
-    assert exc.value.code == 2
-    assert "per_class must be >= 1" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["toy", "--num-samples", "not-a-number"])
-    assert "invalid int value" in capsys.readouterr().err
+    assert cli.main(["demo", "--per-class", "0"]) == 2
+    assert "--per-class must be >= 1, got 0" in capsys.readouterr().err
+    assert cli.main(["toy", "--num-samples", "not-a-number"]) == 2
+    assert "argument --num-samples: invalid int value" in capsys.readouterr().err
+
+
+def test_old_flag_spellings_still_work_but_are_hidden(capsys):
+    args = cli.build_parser().parse_args(["sample", "--scale", "2.5", "--out", "a/b"])
+    assert args.guidance_scale == 2.5 and args.out_prefix == "a/b"
+    assert cli.build_parser().parse_args(["data", "--name", "mnist"]).dataset == "mnist"
+    assert cli.main(["sample", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--guidance-scale" in out and "--scale" not in out.replace("--guidance-scale", "")
+    assert "--out-dir" in out and "--out " not in out
 
 
 def test_sample_without_training_says_how(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DIFFUSION_JAX_CACHE", str(tmp_path))  # an empty checkpoint cache
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["sample", "--preset", "mnist-unet", "--steps", "7"])
-    assert exc.value.code == 2
+    monkeypatch.setenv("DIFFUSION_JAX_PRETRAINED", str(tmp_path / "none"))  # and no shipped weights
+    assert cli.main(["sample", "--preset", "mnist-unet", "--steps", "7", "--out-dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "no trained weights" in err and "diffusion-jax train --preset mnist-unet --steps 7" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_get_preset_rejects_unknown_names_and_options():
@@ -81,7 +101,7 @@ def test_fingerprint_tracks_training_config_only():
 
 
 def test_data_command_reports_sources():
-    out = run_cli("data", "--name", "mnist", timeout=120)
+    out = run_cli("data", "--dataset", "mnist", timeout=120)
     assert out.returncode == 0, out.stderr
     assert "mnist" in out.stdout and "train" in out.stdout
 

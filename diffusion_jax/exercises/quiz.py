@@ -154,9 +154,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(NN alone or NN:all takes every question of the lesson)")
     parser.add_argument("--seed", type=int, default=0, help="picks the question subset (default: 0)")
     parser.add_argument("--minutes", type=float, default=None, help="time limit printed at the top (optional)")
-    parser.add_argument("--title", default="Closed-book quiz", help="title of the notebook")
+    parser.add_argument("--title", default="Closed-book quiz", help="title printed at the top of the quiz notebook")
     parser.add_argument("--out", default="quiz.ipynb", help="where to write the notebook (default: quiz.ipynb)")
-    parser.add_argument("--lessons-dir", default=None, help="lesson sources (default: the repository's lessons/)")
+    parser.add_argument("--lessons-dir", default=None, help="folder of the lesson sources the questions are taken from (default: the repository's lessons/)")
 
 
 def run(args) -> int:

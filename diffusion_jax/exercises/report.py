@@ -116,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "results.csv, questions.csv and report.png (share correct per question and the "
                           "commonest wrong answers).")
     parser.add_argument("folder", help="folder with the participants' notebooks")
-    parser.add_argument("--out", default=None, help="folder for the report (default: FOLDER/report)")
+    parser.add_argument("--out", default=None, help="folder the CSV files and the figure are written to (default: FOLDER/report)")
     parser.add_argument("--json", action="store_true", help="also print the per-question summary as JSON")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds one notebook may take to grade (default: 120)")
