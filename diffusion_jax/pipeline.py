@@ -28,12 +28,8 @@ import jax
 import numpy as np
 
 from diffusion_jax import checkpoint as ckpt
-<<<<<<< HEAD
-from diffusion_jax import configs, data, distill, latent, paths, pretrained, sampling, schedules
-=======
 from diffusion_jax._checks import check_int, check_key, check_labels, check_number
-from diffusion_jax import configs, data, latent, paths, pretrained, sampling, schedules
->>>>>>> main
+from diffusion_jax import configs, data, distill, latent, paths, pretrained, sampling, schedules
 from diffusion_jax.denoisers import Denoiser
 from diffusion_jax.models.vae import VAE_PRESETS
 from diffusion_jax.presets import PRESETS, Preset, build_model, get_preset, image_shape, model_input_shape, null_label
@@ -243,15 +239,10 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | Non
     ids in ``[0, K - 1]``, or ``K`` = :func:`null_label` for unconditional rows (checked,
     as are the key, the scale and the steps, before anything runs); ``num_steps``: default the
     preset's ``sampler_steps`` (all T for ``ddpm``); ``grid_options``: ``eta``,
-<<<<<<< HEAD
     ``spacing`` (default: the preset's ``sampler_spacing``), ``shift``, ``karras`` as
-    :func:`sampling.make_grid` takes them. Row ``i``
-    depends only on ``(key, i)``: ``batch_size`` changes memory, not the images.
-=======
-    ``spacing``, ``shift``, ``karras`` as :func:`sampling.make_grid` takes them. Row ``i``
-    depends only on ``(key, i)``: ``batch_size`` changes memory, not the images. The rows
-    of a chunk are split over all local devices (the CLI makes one per CPU core).
->>>>>>> main
+    :func:`sampling.make_grid` takes them. Row ``i`` depends only on ``(key, i)``:
+    ``batch_size`` changes memory, not the images. The rows of a chunk are split over all
+    local devices (the CLI makes one per CPU core).
     Latent presets are decoded by their VAE.
     """
     check_key(key)
