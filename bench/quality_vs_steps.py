@@ -12,8 +12,8 @@ classifier: domain FID and KID against held-out digits, class accuracy.
 
 FID is biased upward at small N, which pushes every ratio toward 1 and flatters the
 short samplers. So the bench also measures the real-vs-real FID floor at the same N
-(training digits against the same held-out reference, several random draws: mean and
-spread, ``studies.fid_floor``) and reports the ratio of the *excess* FID (FID − floor)
+(training digits with the samples' class counts against the same held-out reference,
+several random draws: mean and spread, ``studies.fid_floor``) and reports the ratio of the *excess* FID (FID − floor)
 next to the raw ratio. Two rows whose FIDs differ by less than two floor spreads are
 "within noise"; the bench says so for DPM-Solver++ at 10 and 20 steps against DDIM-50. Target (issue 7): DDIM-50 / DDPM-1000
 FID ≤ 1.3 (the DDIM paper's CIFAR-10 ratio is 4.67 / 3.17 ≈ 1.47).
@@ -76,7 +76,7 @@ def main(argv=None):
 
     # The floor: what FID says about N *real* digits, and its spread over draws (noise at this N).
     floor_stats = studies.fid_floor(jax.random.key(3), classifier, train.images, real_feats, n,
-                                    repeats=1 if args.quick else args.floor_draws)
+                                    repeats=1 if args.quick else args.floor_draws, labels=train.labels)
     floor = floor_stats["mean"]
 
     t0 = time.perf_counter()

@@ -143,26 +143,40 @@ def quality_vs_steps(key, state, preset, classifier, real_features, *, steps=(10
     return rows
 
 
-def fid_floor(key, classifier, images, real_features, num_samples: int, *, repeats: int = 5) -> dict:
+def fid_floor(key, classifier, images, real_features, num_samples: int, *, repeats: int = 5, labels=None) -> dict:
     """FID of ``num_samples`` real ``images`` against ``real_features``, over ``repeats`` random draws.
 
-    ``images``: real images that are not the reference set (e.g. the training split; drawn
-    without replacement with ``key``, since the splits are class-sorted). Returns ``mean``,
-    ``std`` (ddof=1; 0 for one draw) and ``values``. A sample set whose FID lies within a few
-    ``std`` of another's cannot be told apart from it at this N; the ``mean`` is the floor
-    no generator can beat on average (FID's small-N bias).
+    ``images``: real images that are not the reference set (e.g. the training split), drawn
+    without replacement with ``key``. With ``labels`` (the images' classes) every draw has
+    the class counts of :func:`quality_vs_steps`' samples (labels 0, 1, ..., K-1, 0, ...),
+    so the floor compares like with like. Returns ``mean``, ``std`` (ddof=1; 0 for one
+    draw) and ``values``. Two sample sets whose FIDs differ by less than a few ``std`` cannot
+    be told apart at this N. The ``mean`` is what data-like samples score at this N (FID's
+    small-N bias); samples less diverse than the data (strong guidance) can score below it.
     """
     n = int(num_samples)
     if not 2 <= n <= len(images):
         raise ValueError(f"num_samples must lie in 2..{len(images)} (the real images given), got {num_samples!r}")
     if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels must give one class per image, shape ({len(images)},), got {labels.shape}")
+        k = int(labels.max()) + 1
+        want = np.bincount(np.arange(n) % k, minlength=k)  # (K,) class counts of the samples
+        if np.any(np.bincount(labels, minlength=k) < want):
+            raise ValueError(f"too few real images of some class for {n} class-balanced draws")
     real_features = np.asarray(real_features, np.float64)
     values = []
     for r in range(int(repeats)):
-        rows = np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, r), len(images)))[:n])
-        feats, _ = metrics.features_and_logits(classifier, np.asarray(images)[rows])
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, r), len(images)))
+        if labels is None:
+            rows = order[:n]
+        else:  # the first want[c] rows of class c in this random order
+            rows = np.concatenate([order[labels[order] == c][:want[c]] for c in range(len(want))])
+        feats, _ = metrics.features_and_logits(classifier, np.asarray(images)[np.sort(rows)])
         values.append(metrics.fid(feats, real_features))
     values = np.asarray(values)
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "values": [float(v) for v in values], "num_samples": n}
+            "values": [float(v) for v in values], "num_samples": n, "class_balanced": labels is not None}

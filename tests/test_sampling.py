@@ -342,6 +342,13 @@ def test_fid_floor_same_draw_has_no_spread_and_checks_its_arguments():
     assert whole["std"] < 1e-9 * max(1.0, want) and abs(whole["mean"] - want) < 1e-6 * max(1.0, want)
     some = studies.fid_floor(jax.random.key(0), clf, images, real, 6, repeats=4)
     assert len(some["values"]) == 4 and some["std"] > 0 and some["num_samples"] == 6
+    labels = np.arange(12) % 3
+    balanced = studies.fid_floor(jax.random.key(0), clf, images, real, 6, repeats=2, labels=labels)
+    assert balanced["class_balanced"] and len(balanced["values"]) == 2
+    every = studies.fid_floor(jax.random.key(1), clf, images, real, 12, repeats=2, labels=labels)  # 4 per class
+    assert abs(every["mean"] - want) < 1e-6 * max(1.0, want) and every["std"] < 1e-9 * max(1.0, want)
+    with pytest.raises(ValueError, match="too few real images"):
+        studies.fid_floor(jax.random.key(0), clf, images, real, 6, labels=np.array([0] * 5 + [1] * 6 + [2]))
     with pytest.raises(ValueError, match="num_samples"):
         studies.fid_floor(jax.random.key(0), clf, images, real, 13)
     with pytest.raises(ValueError, match="repeats"):
