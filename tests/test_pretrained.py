@@ -109,7 +109,9 @@ def test_loads_into_todays_model_and_reproduces_its_probe(name):
 # Intended-class share of guided samples, with the reference classifier. Thresholds sit well
 # below the manifest's measured scores, above what a broken model (10%) could reach by luck.
 GATES = {"mnist-unet": (100, 0.95), "mnist-unet-flow": (100, 0.95), "mnist-latent-dit": (100, 0.95),
-         "fashion-unet": (100, 0.75), "cifar10-latent-dit": (40, 0.45)}
+         "fashion-unet": (100, 0.75), "cifar10-latent-dit": (40, 0.45),
+         # distilled students at their own step counts (16, 8, 4, 2), one prediction per step
+         **{name: (100, 0.95) for name in MP.STUDENTS}}
 
 
 @pytest.mark.parametrize("name", sorted(GATES))
