@@ -33,7 +33,8 @@ Layers (data flows down; a module imports only from its own layer or below, and
     6 studies    studies, costs, exercises.*               steps vs quality, cost, graders
     5 pipeline   presets, pipeline                         presets, train-or-load, sampling front end
     4 metrics    metrics                                   FID/KID/accuracy with the reference classifiers
-    3 training   train, train_step, latent, classifier, pretrained   fitting, VAE codec, shipped weights
+    3 training   train, train_step, latent, classifier, pretrained,  fitting, VAE codec, shipped weights,
+                 distill                                   guidance and progressive distillation
     2 models     models.*, data, checkpoint, distributed   backbones, loaders, atomic saves, the mesh
     1 maths      schedules, timesteps, forward, parameterization, losses, guidance, denoisers,
                  grids, samplers, dpm_solver, flow, sampling, toy, governance
@@ -72,7 +73,7 @@ LAYERS = {
     **dict.fromkeys(["schedules", "timesteps", "forward", "parameterization", "losses", "guidance", "denoisers",
                      "grids", "samplers", "dpm_solver", "flow", "sampling", "toy", "governance", "__init__"], 1),
     **dict.fromkeys(["models", "data", "checkpoint", "distributed"], 2),
-    **dict.fromkeys(["train", "train_step", "latent", "classifier", "pretrained"], 3),
+    **dict.fromkeys(["train", "train_step", "latent", "classifier", "pretrained", "distill"], 3),
     "metrics": 4,
     **dict.fromkeys(["presets", "pipeline"], 5),
     **dict.fromkeys(["studies", "costs", "exercises"], 6),

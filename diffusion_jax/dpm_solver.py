@@ -68,11 +68,30 @@ def step_orders(num_steps: int, order: int, *, lower_order_final: bool = True,
         orders = np.where(i == num_steps - 1, 1, orders)
     return orders.astype(np.int32)
 
-__all__ = ["sample_dpmpp_2m", "multistep_sample", "sample_dpmpp_3m", "step_orders"]
+__all__ = ["sample_dpmpp_2m", "multistep_sample", "sample_dpmpp_3m", "step_orders", "log_snr_half",
+           "dpmpp_2m_update"]
 
 
 def _lambda(a, s):
     return jnp.log(a) - jnp.log(s)  # -inf at a = 0, +inf at s = 0
+
+
+def log_snr_half(a, s):
+    """lambda = log(a / s), half the log-SNR: the time variable of DPM-Solver."""
+    return _lambda(jnp.asarray(a, jnp.float32), jnp.asarray(s, jnp.float32))
+
+
+def dpmpp_2m_update(x, m0, m1, a, s, a_next, s_next, h_prev):
+    """One second-order DPM-Solver++(2M) step (Lu et al. 2022b, Alg. 2), for lessons and tests.
+
+    ``x`` at (a, s) moves to (a_next, s_next) with the x0 estimates ``m0`` here and ``m1``
+    at the previous step, ``h_prev`` that step's width in lambda. The estimate used is
+    m0 + (h / h_prev) (m0 - m1) / 2: the line through the two, read half a step ahead.
+    :func:`multistep_sample` takes exactly this step wherever its order is 2.
+    """
+    h = log_snr_half(a_next, s_next) - log_snr_half(a, s)
+    d1 = (h / h_prev) * (m0 - m1)
+    return (s_next / s) * x - a_next * jnp.expm1(-h) * (m0 + 0.5 * d1)
 
 
 @functools.partial(jax.jit, static_argnames=("return_trajectory",))

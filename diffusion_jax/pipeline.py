@@ -6,7 +6,10 @@
    when the preset's fingerprint matches the manifest and the file's checksum is right:
    seconds, no training (skipped with ``retrain=True``);
 2. the checkpoint cache ``data/checkpoints/<preset>-<fingerprint>/`` of a finished run;
-3. training, which resumes an interrupted run of the same configuration.
+3. training, which resumes an interrupted run of the same configuration. A distilled
+   preset (``preset.distill``) first gets its teacher the same way, recursively, then
+   trains with the distillation objective (:mod:`diffusion_jax.distill`) starting from
+   the teacher's weights.
 
 :func:`denoiser` wraps the EMA weights as a :class:`~diffusion_jax.denoisers.Denoiser` that
 knows the preset's parameterisation (and applies guidance), and :func:`sample` draws
@@ -26,14 +29,15 @@ import numpy as np
 
 from diffusion_jax import checkpoint as ckpt
 from diffusion_jax._checks import check_int, check_key, check_labels, check_number
-from diffusion_jax import configs, data, latent, paths, pretrained, sampling, schedules
+from diffusion_jax import configs, data, distill, latent, paths, pretrained, sampling, schedules
 from diffusion_jax.denoisers import Denoiser
 from diffusion_jax.models.vae import VAE_PRESETS
 from diffusion_jax.presets import PRESETS, Preset, build_model, get_preset, image_shape, model_input_shape, null_label
 from diffusion_jax.train import FLOW_TIME_SCALE, TrainState, create_train_state, epoch_batch_fn, fit, model_denoiser
 
 __all__ = ["Preset", "PRESETS", "get_preset", "build_model", "null_label", "image_shape", "model_input_shape",
-           "run_dir", "training_log", "vae_fingerprint", "codec", "training_data", "train", "load_trained", "denoiser", "sample", "SOURCES"]
+           "run_dir", "training_log", "shipped_record", "vae_fingerprint", "codec", "training_data", "train",
+           "load_trained", "denoiser", "sample", "SOURCES"]
 
 #: Where :func:`load_trained` may take weights from.
 SOURCES = ("auto", "shipped", "cache")
@@ -69,6 +73,13 @@ def training_log(preset: Preset, root=None) -> list[dict]:
         entry = pretrained.find(preset.name) or {}
         rows = entry.get("training_log", []) if entry.get("fingerprint") == preset.fingerprint() else []
     return sorted({r["step"]: r for r in rows}.values(), key=lambda r: r["step"])  # a resumed run repeats steps
+
+
+def shipped_record(preset: Preset) -> dict | None:
+    """The manifest entry of ``preset``'s shipped weights (how they were made, their scores),
+    or None when none are shipped for its current fingerprint."""
+    entry = pretrained.find(preset.name)
+    return entry if entry is not None and entry.get("fingerprint") == preset.fingerprint() else None
 
 
 def vae_fingerprint(preset: Preset) -> str:
@@ -181,13 +192,35 @@ def train(preset: Preset, *, retrain: bool = False, root=None, progress: bool = 
     if state is not None:
         return state
     out = run_dir(preset, root)
-    state = create_train_state(build_model(preset, preset.train.seed), preset.train)
+    model, loss = build_model(preset, preset.train.seed), None
+    if preset.distill is not None:
+        model, loss = _distillation(preset, model, root, progress)
+    state = create_train_state(model, preset.train)
     x, labels = training_data(preset)
     batch_fn = epoch_batch_fn(jax.random.key(preset.train.seed), x, labels, preset.train.batch_size)
     out.mkdir(parents=True, exist_ok=True)
     (out / "preset.json").write_text(json.dumps(dataclasses.asdict(preset), indent=1, default=str))
     return fit(state, preset.train, schedules.make_schedule(preset.schedule), batch_fn, out_dir=out,
-               null_label=null_label(preset), progress=progress)
+               null_label=null_label(preset), progress=progress, loss=loss)
+
+
+def _distillation(preset: Preset, model, root, progress: bool):
+    """The student (``model`` with the teacher's weights) and its distillation loss."""
+    teacher_preset = get_preset(preset.distill.teacher)
+    if not preset.guidance_input or teacher_preset.is_flow or teacher_preset.is_latent:
+        raise ValueError(f"preset {preset.name!r}: a distilled student needs a model with guidance_embed and a "
+                         f"pixel-space diffusion teacher; {teacher_preset.name!r} is not one")
+    teacher = train(teacher_preset, root=root, progress=progress)
+    if progress:
+        _note(f"distilling {preset.name} from {teacher_preset.name} ({teacher_preset.fingerprint()})")
+    if teacher_preset.guidance_input:
+        net = distill.input_net(teacher.graphdef, teacher.ema_params, teacher.rest)
+    else:
+        net = distill.cfg_net(model_denoiser(teacher.graphdef, teacher.ema_params, teacher.rest),
+                              null_label(teacher_preset))
+    loss = distill.objective(preset.distill, net, schedules.make_schedule(teacher_preset.schedule),
+                             prediction=teacher_preset.train.prediction, clip_x0=teacher_preset.clip_x0)
+    return distill.init_student(model, teacher.ema_params), loss
 
 
 def denoiser(state: TrainState, preset: Preset, guidance_scale: float | None = None) -> Denoiser:
@@ -195,10 +228,15 @@ def denoiser(state: TrainState, preset: Preset, guidance_scale: float | None = N
 
     ``guidance_scale`` (None = the preset's): 1 is the plain conditional model (one
     prediction per step); anything else is classifier-free guidance around the null label.
+    A guidance-distilled student (``preset.guidance_input``) takes the scale as an input
+    instead: one prediction per step at every scale.
     """
     scale = preset.guidance_scale if guidance_scale is None else float(guidance_scale)
     if not np.isfinite(scale):
         raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
+    if preset.guidance_input:
+        return distill.net_denoiser(distill.input_net(state.graphdef, state.ema_params, state.rest), scale,
+                                    preset.train.prediction, preset.clip_x0)
     base = Denoiser(model_denoiser(state.graphdef, state.ema_params, state.rest),
                     prediction="velocity" if preset.is_flow else preset.train.prediction,
                     # A flow model integrates its velocity as trained: no clipping of the x0 estimate.
@@ -217,9 +255,10 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | Non
     ids in ``[0, K - 1]``, or ``K`` = :func:`null_label` for unconditional rows (checked,
     as are the key, the scale and the steps, before anything runs); ``num_steps``: default the
     preset's ``sampler_steps`` (all T for ``ddpm``); ``grid_options``: ``eta``,
-    ``spacing``, ``shift``, ``karras`` as :func:`sampling.make_grid` takes them. Row ``i``
-    depends only on ``(key, i)``: ``batch_size`` changes memory, not the images. The rows
-    of a chunk are split over all local devices (the CLI makes one per CPU core).
+    ``spacing`` (default: the preset's ``sampler_spacing``), ``shift``, ``karras`` as
+    :func:`sampling.make_grid` takes them. Row ``i`` depends only on ``(key, i)``:
+    ``batch_size`` changes memory, not the images. The rows of a chunk are split over all
+    local devices (the CLI makes one per CPU core).
     Latent presets are decoded by their VAE.
     """
     check_key(key)
@@ -231,6 +270,8 @@ def sample(key, state: TrainState, preset: Preset, labels, *, sampler: str | Non
         check_number(guidance_scale, name="guidance_scale")
     batch_size = check_int(batch_size, name="batch_size", min=1)
     steps = preset.sampler_steps if num_steps is None and name != "ddpm" else num_steps
+    if preset.sampler_spacing is not None and name != "ddpm" and not grid_options.get("karras"):
+        grid_options.setdefault("spacing", preset.sampler_spacing)
     schedule = None if preset.is_flow else schedules.make_schedule(preset.schedule)
     grid = sampling.make_grid(name, steps, schedule=schedule, **grid_options)
     d = denoiser(state, preset, guidance_scale)

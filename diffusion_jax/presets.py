@@ -14,6 +14,7 @@ import jax
 from flax import nnx
 
 from diffusion_jax import configs, sampling
+from diffusion_jax.distill import DistillConfig
 from diffusion_jax.latent import VAETrainConfig
 from diffusion_jax.models import DiT, DiTConfig, UNet, UNetConfig
 from diffusion_jax.models.dit import DIT_PRESETS
@@ -21,7 +22,7 @@ from diffusion_jax.models.unet import PRESETS as UNET_PRESETS
 from diffusion_jax.models.vae import VAE_PRESETS
 from diffusion_jax.train import TrainConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "build_model", "null_label", "image_shape", "model_input_shape"]
+__all__ = ["Preset", "PRESETS", "STUDENTS", "get_preset", "build_model", "null_label", "image_shape", "model_input_shape"]
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
@@ -38,6 +39,12 @@ class Preset:
     # Latent presets only: also train on the left-right mirror of every image (encoded
     # once, cached like the rest), which doubles a small photo set such as CIFAR's 10k.
     mirror_data: bool = False
+    # Set: a student distilled from another preset (diffusion_jax.distill), trained with
+    # its objective instead of the diffusion loss; its fingerprint includes the teacher's.
+    distill: DistillConfig | None = None
+    # The DDIM spacing sampling uses by default (None: each sampler's own default).
+    # Distilled students sample on the grid they were distilled for ("trailing").
+    sampler_spacing: str | None = None
 
     @property
     def is_latent(self) -> bool:
@@ -54,6 +61,11 @@ class Preset:
         return "flow" if self.is_flow else "vp"
 
     @property
+    def guidance_input(self) -> bool:
+        """The network takes the CFG scale as an input: guided sampling costs one prediction per step."""
+        return bool(getattr(self.model, "guidance_embed", False))
+
+    @property
     def samplers(self) -> tuple[str, ...]:
         """The registry's samplers that run on this preset's path; the first is the default."""
         names = tuple(n for n, s in sampling.SAMPLERS.items() if self.path in s.paths)
@@ -66,9 +78,11 @@ class Preset:
         Fields at their defaults are left out (see :mod:`diffusion_jax.configs`), so a new
         option whose default keeps the old behaviour leaves shipped weights valid.
         """
-        return configs.digest({"dataset": self.dataset, "model": self.model, "train": self.train,
-                               "schedule": self.schedule, "vae": self.vae,
-                               "vae_model": VAE_PRESETS[self.vae_preset] if self.vae else None})
+        fields = {"dataset": self.dataset, "model": self.model, "train": self.train, "schedule": self.schedule,
+                  "vae": self.vae, "vae_model": VAE_PRESETS[self.vae_preset] if self.vae else None}
+        if self.distill is not None:  # only then: every other fingerprint stays as it was
+            fields.update(distill=self.distill, teacher=get_preset(self.distill.teacher).fingerprint())
+        return configs.digest(fields)
 
 
 # ≈0.56M-parameter U-Net, v-prediction. Why v and not eps: at the noisy end an eps-model's
@@ -117,6 +131,35 @@ PRESETS = {
                                  _CIFAR_TRAIN, guidance_scale=2.0, clip_x0=None, vae=_CIFAR_VAE,
                                  vae_preset="cifar-f2", mirror_data=True),
 }
+
+
+# Distilled students of mnist-unet (diffusion_jax.distill; lesson 12). The student is the
+# teacher's U-Net plus an embedding of the CFG scale s (zero at the start, so round one
+# starts as the teacher), v-prediction, no label dropout (it learns the guided model for
+# real labels only). Stage 1 (Meng et al. 2023) matches the guided teacher, s in [1, 5], at
+# every timestep; each progressive round (Salimans & Ho 2022) then halves the steps,
+# 16 -> 8 -> 4 -> 2 on trailing DDIM grids, starting from the previous student's weights.
+# Why start at 16: DDIM with eta = 0 is flat from about 10 steps on for this model (lesson
+# 07), so a 16-step teacher is already as good as a 50-step one and every round costs
+# error; the lr is a fine-tuning rate (the weights start trained).
+_DISTILL_TRAIN = TrainConfig(steps=600, batch_size=64, lr=5e-4, warmup_steps=50, grad_clip=1.0, ema_decay=0.995,
+                             ema_warmup=10, cond_dropout=0.0, prediction="v", log_every=25, checkpoint_every=100)
+_STUDENT_UNET = dataclasses.replace(UNET_PRESETS["mnist"], guidance_embed=True)
+
+
+def _student(name: str, teacher: str, steps: int | None, sampler_steps: int) -> Preset:
+    return Preset(name, "mnist", _STUDENT_UNET, _DISTILL_TRAIN, sampler_steps=sampler_steps,
+                  distill=DistillConfig(teacher, steps), sampler_spacing="trailing")
+
+
+PRESETS.update({
+    "mnist-unet-guided": _student("mnist-unet-guided", "mnist-unet", None, 16),
+    "mnist-unet-student-8": _student("mnist-unet-student-8", "mnist-unet-guided", 8, 8),
+    "mnist-unet-student-4": _student("mnist-unet-student-4", "mnist-unet-student-8", 4, 4),
+    "mnist-unet-student-2": _student("mnist-unet-student-2", "mnist-unet-student-4", 2, 2),
+})
+#: The distilled students by sampling steps (lesson 12, the bench).
+STUDENTS = {8: "mnist-unet-student-8", 4: "mnist-unet-student-4", 2: "mnist-unet-student-2"}
 
 
 def get_preset(name: str, *, vae_steps: int | None = None, **train_overrides) -> Preset:

@@ -5,6 +5,8 @@
 * :func:`quality_vs_steps`: that study for a trained class-conditional preset, scored with
   the reference classifier (FID, KID, class accuracy): a small version of Table 1 of Song
   et al. (2021, DDIM) and of the frontier plots in the DPM-Solver++ paper.
+* :func:`fid_floor`: what FID says about N *real* images, and how much it moves between
+  draws: the yardstick that tells a real difference from noise at that N.
 
 Samplers are named as in :data:`diffusion_jax.sampling.SAMPLERS`, with options in
 parentheses: ``"ddim"``, ``"ddim(eta=1)"``, ``"ddpm"``, ``"sigma_hat"``, ``"dpmpp_2m"``.
@@ -23,7 +25,7 @@ from diffusion_jax import metrics, pipeline, sampling, schedules
 from diffusion_jax._checks import check_shape
 from diffusion_jax.timing import compile_timer, timed
 
-__all__ = ["sampler_study", "quality_vs_steps"]
+__all__ = ["sampler_study", "quality_vs_steps", "fid_floor"]
 
 
 def _same_run(a, b) -> bool:
@@ -105,7 +107,8 @@ def quality_vs_steps(key, state, preset, classifier, real_features, *, steps=(10
     reference classifier (``(graphdef, params)``); ``real_features``: ``(M, D)`` features
     of held-out real images (the FID reference). ``num_samples`` images are drawn with
     labels ``0, 1, ..., K-1, 0, ...``; ``guidance_scale`` of exactly 1 is the plain
-    conditional model (1 prediction per step), anything else batched CFG (2).
+    conditional model (1 prediction per step), anything else batched CFG (2), except for
+    a guidance-distilled student, which takes the scale as an input (1 at every scale).
 
     Returns :func:`sampler_study`'s rows plus ``fid``, ``kid`` (unbiased MMD^2, mean over
     subsets of ``min(kid_subset_size, N)``), ``accuracy`` and ``guidance_scale``. FID is
@@ -132,8 +135,48 @@ def quality_vs_steps(key, state, preset, classifier, real_features, *, steps=(10
     rows = sampler_study(key, pipeline.denoiser(state, preset, scale), pipeline.model_input_shape(preset), labels,
                          score, samplers=samplers, steps=steps,
                          schedule=None if preset.is_flow else schedules.make_schedule(preset.schedule),
-                         predictions_per_step=1 if scale == 1.0 else 2, batch_size=batch_size,
+                         predictions_per_step=1 if scale == 1.0 or preset.guidance_input else 2,
+                         batch_size=batch_size,
                          decode=pipeline.codec(preset).decode if preset.is_latent else None, progress=progress)
     for row in rows:
         row["guidance_scale"] = scale
     return rows
+
+
+def fid_floor(key, classifier, images, real_features, num_samples: int, *, repeats: int = 5, labels=None) -> dict:
+    """FID of ``num_samples`` real ``images`` against ``real_features``, over ``repeats`` random draws.
+
+    ``images``: real images that are not the reference set (e.g. the training split), drawn
+    without replacement with ``key``. With ``labels`` (the images' classes) every draw has
+    the class counts of :func:`quality_vs_steps`' samples (labels 0, 1, ..., K-1, 0, ...),
+    so the floor compares like with like. Returns ``mean``, ``std`` (ddof=1; 0 for one
+    draw) and ``values``. Two sample sets whose FIDs differ by less than a few ``std`` cannot
+    be told apart at this N. The ``mean`` is what data-like samples score at this N (FID's
+    small-N bias); samples less diverse than the data (strong guidance) can score below it.
+    """
+    n = int(num_samples)
+    if not 2 <= n <= len(images):
+        raise ValueError(f"num_samples must lie in 2..{len(images)} (the real images given), got {num_samples!r}")
+    if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels must give one class per image, shape ({len(images)},), got {labels.shape}")
+        k = int(labels.max()) + 1
+        want = np.bincount(np.arange(n) % k, minlength=k)  # (K,) class counts of the samples
+        if np.any(np.bincount(labels, minlength=k) < want):
+            raise ValueError(f"too few real images of some class for {n} class-balanced draws")
+    real_features = np.asarray(real_features, np.float64)
+    values = []
+    for r in range(int(repeats)):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, r), len(images)))
+        if labels is None:
+            rows = order[:n]
+        else:  # the first want[c] rows of class c in this random order
+            rows = np.concatenate([order[labels[order] == c][:want[c]] for c in range(len(want))])
+        feats, _ = metrics.features_and_logits(classifier, np.asarray(images)[np.sort(rows)])
+        values.append(metrics.fid(feats, real_features))
+    values = np.asarray(values)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "values": [float(v) for v in values], "num_samples": n, "class_balanced": labels is not None}

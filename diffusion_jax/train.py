@@ -92,12 +92,12 @@ _LOOP_ONLY = {"steps": 1, "log_every": 1, "checkpoint_every": 0, "keep_checkpoin
 _RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "keep_checkpoints")  # no warning
 
 
-def _cached_program(config, schedule, null_label, mesh, max_steps: int | None):
+def _cached_program(config, schedule, null_label, mesh, max_steps: int | None, loss=None):
     """``make_train_step`` (``max_steps=None``) or ``make_multi_step``, built once per setting."""
-    build = (functools.partial(make_train_step, mesh=mesh) if max_steps is None
-             else functools.partial(make_multi_step, mesh=mesh, max_steps=max_steps))
-    if not (null_label is None or isinstance(null_label, (int, np.integer))):
-        return build(config, schedule, null_label)  # e.g. an array: no cache
+    build = (functools.partial(make_train_step, mesh=mesh, loss=loss) if max_steps is None
+             else functools.partial(make_multi_step, mesh=mesh, max_steps=max_steps, loss=loss))
+    if loss is not None or not (null_label is None or isinstance(null_label, (int, np.integer))):
+        return build(config, schedule, null_label)  # a custom objective or an array label: no cache
     null_label = None if null_label is None else int(null_label)
     key = (dataclasses.replace(config, **_LOOP_ONLY), id(schedule), null_label, mesh, max_steps)
     hit = _STEP_CACHE.get(key)
@@ -113,9 +113,9 @@ class _HostFeed:
 
     max_steps = 1
 
-    def __init__(self, config, schedule, null_label, mesh, batch_fn):
+    def __init__(self, config, schedule, null_label, mesh, batch_fn, loss=None):
         self.config, self.mesh, self.batch_fn = config, mesh, batch_fn
-        self.step_fn = _cached_program(config, schedule, null_label, mesh, None)
+        self.step_fn = _cached_program(config, schedule, null_label, mesh, None, loss)
         self.base_key = jax.random.PRNGKey(config.seed)
 
     def __call__(self, state, step: int, n: int):
@@ -132,7 +132,7 @@ class _HostFeed:
 class _DeviceFeed:
     """Up to ``max_steps`` steps per call on the device-resident training set."""
 
-    def __init__(self, config, schedule, null_label, mesh, batches: EpochBatches, max_steps: int):
+    def __init__(self, config, schedule, null_label, mesh, batches: EpochBatches, max_steps: int, loss=None):
         if batches.batch_size != config.batch_size:
             raise ValueError(f"batch_fn has batch_size {batches.batch_size}, config.batch_size is "
                              f"{config.batch_size}")
@@ -140,7 +140,7 @@ class _DeviceFeed:
             raise ValueError(f"batch of {config.batch_size} does not split over {mesh.size} devices; "
                              f"use a batch size divisible by {mesh.size}")
         self.max_steps = max_steps
-        self.run = _cached_program(config, schedule, null_label, mesh, max_steps)
+        self.run = _cached_program(config, schedule, null_label, mesh, max_steps, loss)
         self.inputs = replicate(mesh, (jax.random.PRNGKey(config.seed), batches.key,
                                        np.asarray(batches.images),
                                        None if batches.labels is None else np.asarray(batches.labels)))
@@ -167,7 +167,7 @@ def auto_steps_per_dispatch(state: TrainState, batch_fn) -> int:
     return 1 if convs else AUTO_STEPS_PER_DISPATCH
 
 
-def _feed(config, schedule, null_label, mesh, batch_fn, device_data, k):
+def _feed(config, schedule, null_label, mesh, batch_fn, device_data, k, loss=None):
     """The device feed when the data should live on the devices, else the host feed."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"steps_per_dispatch must be a positive integer or None, got {k!r}")
@@ -180,15 +180,15 @@ def _feed(config, schedule, null_label, mesh, batch_fn, device_data, k):
         raise ValueError("device_data=True needs the batch_fn from epoch_batch_fn(key, images, labels, "
                          "batch_size): it carries the data to upload")
     if device_data:
-        return _DeviceFeed(config, schedule, null_label, mesh, batch_fn, int(k))
-    return _HostFeed(config, schedule, null_label, mesh, batch_fn)
+        return _DeviceFeed(config, schedule, null_label, mesh, batch_fn, int(k), loss)
+    return _HostFeed(config, schedule, null_label, mesh, batch_fn, loss)
 
 
 # ---------------------------------------------------------------- fit and its pieces
 
 def fit(model_or_state, config: TrainConfig, schedule, batch_fn: Callable[[int], tuple], *,
         out_dir, null_label=None, resume: bool = True, progress: bool = True, mesh=None,
-        device_data: bool | None = None, steps_per_dispatch: int | None = None) -> TrainState:
+        device_data: bool | None = None, steps_per_dispatch: int | None = None, loss=None) -> TrainState:
     """Train until ``state.step == config.steps``; returns the final (replicated) state.
 
     ``batch_fn(step) -> (images, labels)`` (labels may be ``None``) must depend on the
@@ -207,6 +207,9 @@ def fit(model_or_state, config: TrainConfig, schedule, batch_fn: Callable[[int],
     :func:`auto_steps_per_dispatch` (K > 1 only for conv-free models: on XLA:CPU a loop
     body's conv gradients run 10-40x slower, jax-ml/jax#12868). ``device_data`` (None =
     exactly when K > 1): True keeps the data on the devices with one step per call too.
+    ``loss``: a custom objective ``Partial`` ``loss(key, model, images, cond)`` instead of
+    the config's (e.g. :func:`diffusion_jax.distill.objective`); it is not saved with the
+    checkpoints, so a resumed run must pass the same one.
     """
     if not callable(batch_fn):
         raise TypeError("batch_fn must be a function step -> (images, labels), not an iterator: "
@@ -215,7 +218,9 @@ def fit(model_or_state, config: TrainConfig, schedule, batch_fn: Callable[[int],
     state = _start_or_resume(model_or_state, config, out_dir / "checkpoints", resume)
     if steps_per_dispatch is None:
         steps_per_dispatch = 1 if device_data is False else auto_steps_per_dispatch(state, batch_fn)
-    feed = _feed(config, schedule, null_label, mesh, batch_fn, device_data, steps_per_dispatch)
+    if loss is not None:
+        loss = replicate(mesh, loss)  # the teacher's weights, on every device like the state
+    feed = _feed(config, schedule, null_label, mesh, batch_fn, device_data, steps_per_dispatch, loss)
     step, state = int(state.step), replicate(mesh, state)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = _Log(config, out_dir, step, progress)

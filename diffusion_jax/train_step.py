@@ -11,6 +11,10 @@
 * :func:`make_multi_step` runs up to K such steps in one call with the training set
   resident on the devices: step ``s`` gathers its own batch (:func:`epoch_indices`) and
   uses the key ``fold_in(base_key, s)``, exactly as the one-step loop would.
+* ``loss=``: any objective other than the config's, e.g. distillation against a teacher
+  (:mod:`diffusion_jax.distill`): a :class:`jax.tree_util.Partial`
+  ``loss(key, model, images, cond) -> scalar`` whose leaves (a teacher's weights) are
+  passed to the compiled step as arguments, not baked into it as constants.
 """
 
 from __future__ import annotations
@@ -146,20 +150,32 @@ def create_train_state(model: nnx.Module, config: TrainConfig) -> TrainState:
 _global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
 
 
-def _step_fn(config: TrainConfig, schedule, null_label):
-    """The pure update ``(state, key, images, labels) -> (state, metrics)``."""
+def _check_loss(loss):
+    if loss is not None and not isinstance(loss, jax.tree_util.Partial):
+        raise TypeError(f"loss must be a jax.tree_util.Partial loss(key, model, images, cond) -> scalar "
+                        f"(its leaves become arguments of the compiled step), got {type(loss).__name__}")
+
+
+def _step_fn(config: TrainConfig, schedule, null_label, *, custom_loss: bool = False):
+    """The pure update ``(state, key, images, labels[, loss]) -> (state, metrics)``.
+
+    With ``custom_loss`` the fifth argument is the objective ``loss(key, model, images,
+    cond)``; the config's objective is not used (its optimizer, EMA and dropout are).
+    """
     tx = make_optimizer(config)
     lr_at, decay_at = lr_schedule(config), ema_decay_schedule(config)
-    if config.objective == "diffusion" and schedule is None:
+    if config.objective == "diffusion" and schedule is None and not custom_loss:
         raise ValueError("objective='diffusion' needs a noise schedule")
     if config.cond_dropout > 0 and null_label is None:
         raise ValueError("cond_dropout > 0 needs null_label (the label meaning 'no condition')")
 
-    def loss_fn(params, state, key, images, cond):
+    def loss_fn(params, state, key, images, cond, custom):
         # Fresh Variables for the non-param state at this trace level: NNX refuses to mutate
         # (e.g. BatchNorm stats) Variables created outside the grad trace.
         model = nnx.merge(state.graphdef, params, jax.tree.map(lambda v: v, state.rest))
-        if config.objective == "flow":
+        if custom is not None:
+            loss = custom(key, model, images, cond)
+        elif config.objective == "flow":
             velocity = lambda x_t, t, c: model(x_t, t * FLOW_TIME_SCALE, c)
             loss, _ = flow_loss(key, velocity, images, cond)
         else:
@@ -167,13 +183,13 @@ def _step_fn(config: TrainConfig, schedule, null_label):
                                      prediction=config.prediction, weighting=config.weighting)
         return loss, nnx.state(model, nnx.Not(nnx.Param))  # batch stats, RNG counts...
 
-    def step_fn(state: TrainState, key, images, labels):
+    def step_fn(state: TrainState, key, images, labels, custom=None):
         key_drop, key_loss = jax.random.split(key)
         cond = labels
         if labels is not None and config.cond_dropout > 0:
             cond = drop_labels(key_drop, labels, config.cond_dropout, null_label)
         (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state, key_loss, images, cond)
+            state.params, state, key_loss, images, cond, custom)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         decay = decay_at(state.step)
@@ -187,19 +203,25 @@ def _step_fn(config: TrainConfig, schedule, null_label):
     return step_fn
 
 
-def make_train_step(config: TrainConfig, schedule, null_label=None, *, mesh=None):
+def make_train_step(config: TrainConfig, schedule, null_label=None, *, mesh=None, loss=None):
     """``step_fn(state, key, images, labels) -> (state, metrics)``, jitted once, state donated.
 
     ``labels`` may be ``None`` (unconditional). With ``mesh`` the shardings are pinned
     (state replicated, batch split over ``"data"``) so outputs come back exactly as the
-    inputs went in and the second call hits the compilation cache.
+    inputs went in and the second call hits the compilation cache. ``loss``: a custom
+    objective (see the module docstring), passed to every call as a replicated argument.
     """
-    step_fn = _step_fn(config, schedule, null_label)
+    _check_loss(loss)
+    step_fn = _step_fn(config, schedule, null_label, custom_loss=loss is not None)
     if mesh is None:
-        return jax.jit(step_fn, donate_argnums=0)
-    rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(step_fn, donate_argnums=0, in_shardings=(rep, rep, data, data),
-                   out_shardings=(rep, rep))
+        jitted = jax.jit(step_fn, donate_argnums=0)
+    else:
+        rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+        shardings = (rep, rep, data, data) + ((rep,) if loss is not None else ())
+        jitted = jax.jit(step_fn, donate_argnums=0, in_shardings=shardings, out_shardings=(rep, rep))
+    if loss is None:
+        return jitted
+    return lambda state, key, images, labels: jitted(state, key, images, labels, loss)
 
 
 class EpochBatches:
@@ -252,7 +274,7 @@ def epoch_indices(key, step, num_examples: int, batch_size: int):
     return jax.lax.dynamic_slice_in_dim(order, (step % per_epoch) * batch_size, batch_size)
 
 
-def make_multi_step(config: TrainConfig, schedule, null_label=None, *, mesh, max_steps: int):
+def make_multi_step(config: TrainConfig, schedule, null_label=None, *, mesh, max_steps: int, loss=None):
     """``run(state, base_key, data_key, images, labels, start, n) -> (state, metrics)``.
 
     Applies the updates ``start, ..., start + n - 1`` (``1 <= n <= max_steps``) in one
@@ -265,29 +287,35 @@ def make_multi_step(config: TrainConfig, schedule, null_label=None, *, mesh, max
     XLA:CPU rewrites non-canonical convolutions (the weight and input gradients of a
     conv layer) into fast library calls only outside loop bodies (jax-ml/jax#12868):
     a convolutional model's step runs 10-40x slower inside the loop. ``max_steps=1``
-    builds no loop, so it stays the right choice for the U-Net on CPU.
+    builds no loop, so it stays the right choice for the U-Net on CPU. ``loss``: a custom
+    objective, as in :func:`make_train_step`.
     """
-    step_fn = _step_fn(config, schedule, null_label)
+    _check_loss(loss)
+    step_fn = _step_fn(config, schedule, null_label, custom_loss=loss is not None)
     batch, data = config.batch_size, NamedSharding(mesh, P("data"))
 
-    def one_step(state, base_key, data_key, images, labels, s):
+    def one_step(state, base_key, data_key, images, labels, s, custom):
         idx = epoch_indices(data_key, s, images.shape[0], batch)  # (B,)
         x = jax.lax.with_sharding_constraint(jnp.take(images, idx, axis=0), data)  # (B, H, W, C)
         y = None if labels is None else jax.lax.with_sharding_constraint(jnp.take(labels, idx), data)
-        return step_fn(state, jax.random.fold_in(base_key, s), x, y)
+        return step_fn(state, jax.random.fold_in(base_key, s), x, y, custom)
 
-    def run(state, base_key, data_key, images, labels, start, n):
+    def run(state, base_key, data_key, images, labels, start, n, custom=None):
         if max_steps == 1:  # no loop at all (see the XLA:CPU note above)
-            state, m = one_step(state, base_key, data_key, images, labels, start)
+            state, m = one_step(state, base_key, data_key, images, labels, start, custom)
             return state, {k: jnp.reshape(v, (1,)).astype(jnp.float32) for k, v in m.items()}
 
         def body(i, carry):
             state, metrics = carry
-            state, m = one_step(state, base_key, data_key, images, labels, start + i)
+            state, m = one_step(state, base_key, data_key, images, labels, start + i, custom)
             return state, {k: v.at[i].set(m[k]) for k, v in metrics.items()}
 
         zeros = {k: jnp.zeros((max_steps,), jnp.float32) for k in ("loss", "grad_norm", "lr")}
         return jax.lax.fori_loop(0, n, body, (state, zeros))
 
     rep = NamedSharding(mesh, P())
-    return jax.jit(run, donate_argnums=0, in_shardings=rep, out_shardings=(rep, rep))
+    jitted = jax.jit(run, donate_argnums=0, in_shardings=rep, out_shardings=(rep, rep))
+    if loss is None:
+        return jitted
+    return lambda state, base_key, data_key, images, labels, start, n: jitted(
+        state, base_key, data_key, images, labels, start, n, loss)

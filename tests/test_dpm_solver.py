@@ -287,3 +287,20 @@ def test_chunked_sampling_equals_one_call(name, path):
     np.testing.assert_array_equal(np.asarray(again), np.asarray(whole))  # same key, same samples
     other = sampling.sample(name, jax.random.key(4), den, (7, 2), **opts)
     assert not np.allclose(np.asarray(other), np.asarray(whole))
+
+
+def test_one_2m_update_is_the_samplers_second_step():
+    # The public one-step formula (lesson 12's exercise reference) against the sampler itself.
+    sched = schedules.linear(1000)
+    mix = toy.default_mixture()
+    d = denoiser(mix.denoiser(sched, "v"), "v")
+    grid = grids.timestep_grid(sched, np.array([900, 600, 300, 100]))
+    x = jax.random.normal(jax.random.key(0), (64, 2))
+    _, traj = dpm_solver.multistep_sample(d, x, grid, order=2, lower_order_final=False, return_trajectory=True)
+    assert list(dpm_solver.step_orders(4, 2, lower_order_final=False)[:3]) == [1, 2, 2]
+    lam = lambda i: dpm_solver.log_snr_half(grid.a[i], grid.s[i])
+    for i in (1, 2):
+        h_prev = lam(i) - lam(i - 1)
+        got = dpm_solver.dpmpp_2m_update(traj.x[i], traj.x0[i], traj.x0[i - 1], grid.a[i], grid.s[i],
+                                         grid.a_next[i], grid.s_next[i], h_prev)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(traj.x[i + 1]), atol=2e-5)

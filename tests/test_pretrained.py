@@ -34,7 +34,8 @@ import make_pretrained as MP  # noqa: E402  (the probe functions the artifacts w
 MANIFEST = pretrained.manifest(pretrained.DIR)
 GENERATORS = [n for n, e in MANIFEST.items() if e["kind"] == "generator"]
 REQUIRED = {"classifier-mnist", "classifier-fashion_mnist", "classifier-cifar10", "mnist-unet", "mnist-unet-flow",
-            "fashion-unet", "mnist-latent-dit", "cifar10-latent-dit", "vae-mnist-mnist", "vae-cifar10-cifar-f2"}
+            "fashion-unet", "mnist-latent-dit", "cifar10-latent-dit", "vae-mnist-mnist", "vae-cifar10-cifar-f2",
+            *MP.STUDENTS}
 
 
 def test_manifest_lists_the_course_artifacts_within_budget():
@@ -108,7 +109,9 @@ def test_loads_into_todays_model_and_reproduces_its_probe(name):
 # Intended-class share of guided samples, with the reference classifier. Thresholds sit well
 # below the manifest's measured scores, above what a broken model (10%) could reach by luck.
 GATES = {"mnist-unet": (100, 0.95), "mnist-unet-flow": (100, 0.95), "mnist-latent-dit": (100, 0.95),
-         "fashion-unet": (100, 0.75), "cifar10-latent-dit": (40, 0.45)}
+         "fashion-unet": (100, 0.75), "cifar10-latent-dit": (40, 0.45),
+         # distilled students at their own step counts (16, 8, 4, 2), one prediction per step
+         **{name: (100, 0.95) for name in MP.STUDENTS}}
 
 
 @pytest.mark.parametrize("name", sorted(GATES))
@@ -122,6 +125,17 @@ def test_quality_gate(name):
     _, logits = metrics.features_and_logits(metrics.reference(preset.dataset), images)
     acc = metrics.class_accuracy(logits, labels)
     assert acc >= threshold, f"{name}: only {acc:.0%} of {n} guided samples are the intended class"
+
+
+@pytest.mark.parametrize("name", [n for n in MP.STUDENTS if n in MANIFEST])
+def test_students_were_distilled_from_the_shipped_teacher(name):
+    """A rebuilt mnist-unet makes its students stale although their fingerprints still match."""
+    info = MANIFEST[name]["distill"]
+    base = MANIFEST[info["base_model"]]
+    assert info["base_model_sha256"] == base["sha256"], (
+        f"{name} was distilled from another {info['base_model']} file: rebuild it with "
+        f"`python tools/make_pretrained.py {' '.join(MP.STUDENTS)}`")
+    assert info["teacher"] == pipeline.get_preset(name).distill.teacher
 
 
 # ----------------------------------------------------------------------------- failures are loud

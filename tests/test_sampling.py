@@ -304,6 +304,57 @@ def test_paper_weight_roundtrip():
         np.testing.assert_allclose(np.asarray(guidance.cfg_combine(u, c, scale)), (1 + w) * c - w * u, atol=1e-12)
 
 
+def test_quality_vs_steps_counts_one_prediction_for_a_guidance_input_student():
+    import dataclasses
+
+    from flax import nnx
+
+    from diffusion_jax import distill, metrics, pipeline
+    from diffusion_jax.models import UNetConfig
+    from diffusion_jax.train import create_train_state
+
+    preset = dataclasses.replace(
+        pipeline.get_preset("mnist-unet-student-4", steps=1),
+        model=UNetConfig(channels=(8, 8), attention_levels=(), groups=4, num_classes=10, guidance_embed=True))
+    state = create_train_state(pipeline.build_model(preset), preset.train)
+    clf = nnx.split(metrics.Classifier((28, 28, 1), widths=(4, 4), strides=(2, 2), feature_dim=8,
+                                       rngs=nnx.Rngs(params=jax.random.key(0))))
+    real = np.random.default_rng(0).standard_normal((20, 8))
+    rows = studies.quality_vs_steps(jax.random.key(0), state, preset, clf, real, steps=(4,),
+                                    samplers=("ddim(spacing=trailing)",), num_samples=6, guidance_scale=3.0)
+    assert rows[0]["evaluations"] == 4 and rows[0]["guidance_scale"] == 3.0
+    # the denoiser the study used is the student at s = 3, one network call per step
+    d = pipeline.denoiser(state, preset, 3.0)
+    assert d.fn.func is distill._at_scale and float(d.fn.args[1]) == 3.0
+
+
+def test_fid_floor_same_draw_has_no_spread_and_checks_its_arguments():
+    from flax import nnx
+
+    from diffusion_jax import metrics
+
+    clf = nnx.split(metrics.Classifier((28, 28, 1), widths=(4, 4), strides=(2, 2), feature_dim=8,
+                                       rngs=nnx.Rngs(params=jax.random.key(0))))
+    images = np.random.default_rng(1).uniform(-1, 1, (12, 28, 28, 1)).astype(np.float32)
+    real = np.random.default_rng(2).standard_normal((30, 8))
+    whole = studies.fid_floor(jax.random.key(0), clf, images, real, 12, repeats=3)  # every draw: all 12
+    want = metrics.fid(metrics.features_and_logits(clf, images)[0], real)
+    assert whole["std"] < 1e-9 * max(1.0, want) and abs(whole["mean"] - want) < 1e-6 * max(1.0, want)
+    some = studies.fid_floor(jax.random.key(0), clf, images, real, 6, repeats=4)
+    assert len(some["values"]) == 4 and some["std"] > 0 and some["num_samples"] == 6
+    labels = np.arange(12) % 3
+    balanced = studies.fid_floor(jax.random.key(0), clf, images, real, 6, repeats=2, labels=labels)
+    assert balanced["class_balanced"] and len(balanced["values"]) == 2
+    every = studies.fid_floor(jax.random.key(1), clf, images, real, 12, repeats=2, labels=labels)  # 4 per class
+    assert abs(every["mean"] - want) < 1e-6 * max(1.0, want) and every["std"] < 1e-9 * max(1.0, want)
+    with pytest.raises(ValueError, match="too few real images"):
+        studies.fid_floor(jax.random.key(0), clf, images, real, 6, labels=np.array([0] * 5 + [1] * 6 + [2]))
+    with pytest.raises(ValueError, match="num_samples"):
+        studies.fid_floor(jax.random.key(0), clf, images, real, 13)
+    with pytest.raises(ValueError, match="repeats"):
+        studies.fid_floor(jax.random.key(0), clf, images, real, 6, repeats=0)
+
+
 SHARD_CHILD = r"""
 import os
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"

@@ -7,8 +7,13 @@ on a fixed input, which CI recomputes), and written with :func:`diffusion_jax.pr
     python tools/make_pretrained.py --list
     python tools/make_pretrained.py                     # everything, in dependency order (hours on 2 cores)
     python tools/make_pretrained.py mnist-unet classifier-mnist
+    python tools/make_pretrained.py mnist-unet-guided mnist-unet-student-8 mnist-unet-student-4 mnist-unet-student-2
     python tools/make_pretrained.py cifar10-latent-dit --import-ema ema.npz --machine "H200" --wall-s 192 \\
         --command "python tools/train_reference.py --preset cifar10-latent-dit --time-budget 225"
+
+A distilled student (lesson 12) is distilled from its teacher preset, recursively down to
+the shipped ``mnist-unet``; its entry also records the chain (each round's steps and wall
+time) and the SHA-256 of the base model's file it was distilled from.
 
 ``--import-ema`` takes a generator's EMA weights trained elsewhere (an ``.npz`` of leaves
 named by key path, as tools/train_reference.py writes) instead of training here.
@@ -36,8 +41,11 @@ from diffusion_jax.train import TrainState  # noqa: E402
 
 CLASSIFIERS = ("mnist", "fashion_mnist", "cifar10")
 GENERATORS = ("mnist-unet", "mnist-unet-flow", "fashion-unet", "mnist-latent-dit", "cifar10-latent-dit")
+#: Distilled students of mnist-unet (lesson 12), each distilled from the one before it,
+#: the first from the shipped mnist-unet. Built in this order.
+STUDENTS = ("mnist-unet-guided", "mnist-unet-student-8", "mnist-unet-student-4", "mnist-unet-student-2")
 #: Stored in float16 to keep the shipped total under 40 MB (widened to float32 on load).
-HALF = {"cifar10-latent-dit", "vae-cifar10-cifar-f2", "classifier-cifar10"}
+HALF = {"cifar10-latent-dit", "vae-cifar10-cifar-f2", "classifier-cifar10", *STUDENTS}
 SCORE_KEY = jax.random.key(metrics.SCORE_SEED)  # the key every reported score in the project uses
 SAMPLE_KEY = jax.random.key(7)
 
@@ -134,6 +142,30 @@ def _ema_from_file(preset, path):
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(skel.ema_params), leaves), skel
 
 
+def _log_wall(preset) -> float | None:
+    """Training wall time of ``preset``'s cached run, summed over resumed segments."""
+    log = pipeline.run_dir(preset) / "log.jsonl"
+    if not log.exists():
+        return None
+    walls = [json.loads(line)["wall_s"] for line in log.read_text().splitlines()]
+    # each fit() call restarts its clock: a drop in wall_s starts a new segment
+    return float(sum(w for w, nxt in zip(walls, walls[1:] + [-1.0]) if nxt < w))
+
+
+def _distill_info(preset) -> dict:
+    """What a student was distilled from: the chain up to the base model, its cost, the teacher file."""
+    chain, p = [], preset
+    while p.distill is not None:
+        chain.append({"preset": p.name, "student_steps": p.distill.student_steps, "train_steps": p.train.steps,
+                      "wall_s": _log_wall(p)})
+        p = pipeline.get_preset(p.distill.teacher)
+    base = pretrained.find(p.name)
+    return {"teacher": preset.distill.teacher, "base_model": p.name,
+            "base_model_sha256": base["sha256"] if base else None,
+            "scale_range": list(preset.distill.scale_range), "sampler_spacing": preset.sampler_spacing,
+            "chain": chain, "chain_wall_s": round(sum(c["wall_s"] or 0.0 for c in chain), 1)}
+
+
 def build_generator(preset_name: str, args) -> None:
     preset = pipeline.get_preset(preset_name)
     if preset.is_latent:
@@ -147,17 +179,18 @@ def build_generator(preset_name: str, args) -> None:
         wall, command, rows = args.wall_s, args.command, []
     else:
         t0 = time.perf_counter()
-        state = pipeline.train(preset, retrain=True)
+        state = pipeline.train(preset, retrain=True)  # a student's teachers: shipped, cached or trained
         rows = pipeline.training_log(preset)
-        wall = rows[-1]["wall_s"] if rows else time.perf_counter() - t0
+        wall = _log_wall(preset) or time.perf_counter() - t0
         command = f"python tools/make_pretrained.py {preset_name}  (= diffusion-jax train --preset {preset_name} --retrain)"
     name = preset.name
+    extra = {"distill": _distill_info(preset)} if preset.distill is not None else {}
     entry = pretrained.save(
         name, state.ema_params, kind="generator", fingerprint=preset.fingerprint(),
         dtype="float16" if name in HALF else "float32", preset=name, command=command, steps=preset.train.steps,
         images_seen=preset.train.steps * preset.train.batch_size, wall_s=round(float(wall), 1),
-        machine=args.machine or machine(),
-        # The loss curve travels with the weights, so lesson 02 can plot it on a fresh clone.
+        machine=args.machine or machine(), **extra,
+        # The loss curve travels with the weights: pipeline.training_log shows it on a fresh clone.
         training_log=[{"step": r["step"], "loss": round(float(r["loss"]), 5)} for r in rows])
     shipped = pipeline.load_trained(preset, source="shipped")  # what users get, float16 included
     n = args.num_score
@@ -169,7 +202,9 @@ def build_generator(preset_name: str, args) -> None:
     sampler = preset.samplers[0]
     scores = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in scores.items()}
     scores.update(num_samples=n, sampler=f"{sampler}-{preset.sampler_steps}", guidance_scale=preset.guidance_scale,
-                  sample_s_here=round(sample_s, 1))
+                  predictions_per_step=1 if preset.guidance_input else 2, sample_s_here=round(sample_s, 1))
+    if preset.sampler_spacing:
+        scores["spacing"] = preset.sampler_spacing
     pretrained.update(name, {**entry, "scores": scores, "probe": generator_probe(shipped, preset)})
     print(f"{name}: accuracy {scores['accuracy']:.1%}, FID {scores['fid']:.2f} (N = {n})")
 
@@ -198,7 +233,7 @@ def markdown_table() -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = [f"classifier-{d}" for d in CLASSIFIERS] + list(GENERATORS)
+    names = [f"classifier-{d}" for d in CLASSIFIERS] + list(GENERATORS) + list(STUDENTS)
     p.add_argument("names", nargs="*", help=f"artifacts to build (default: all): {', '.join(names)}")
     p.add_argument("--list", action="store_true", help="list the manifest and exit")
     p.add_argument("--markdown", action="store_true", help="print the manifest as the README's table and exit")

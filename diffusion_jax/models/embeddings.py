@@ -13,7 +13,11 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["timestep_embedding", "TimestepEmbedder", "LabelEmbedder"]
+__all__ = ["timestep_embedding", "TimestepEmbedder", "LabelEmbedder", "GuidanceEmbedder", "GUIDANCE_FEATURE_SCALE"]
+
+#: The guidance embedder sees 100 s: scales of a few units would sit near cos(0) = 1 at all
+#: but the highest sinusoidal frequencies (made for timesteps up to 1000), as flow times do.
+GUIDANCE_FEATURE_SCALE = 100.0
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -67,3 +71,22 @@ class LabelEmbedder(nnx.Module):
 
     def __call__(self, labels):
         return self.table(jnp.asarray(labels, jnp.int32))  # (B, dim)
+
+
+class GuidanceEmbedder(nnx.Module):
+    """Embedding of the CFG scale s for a guidance-distilled student (Meng et al. 2023).
+
+    Sinusoidal features of ``GUIDANCE_FEATURE_SCALE * s`` and a two-layer SiLU MLP whose
+    last layer starts at zero: a student built from a teacher's weights plus this module
+    computes exactly the teacher's conditional output until training moves it.
+    """
+
+    def __init__(self, dim: int, *, freq_dim: int = 64, rngs: nnx.Rngs):
+        zeros = nnx.initializers.zeros_init()
+        self.freq_dim = freq_dim
+        self.fc1 = nnx.Linear(freq_dim, dim, rngs=rngs)
+        self.fc2 = nnx.Linear(dim, dim, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+
+    def __call__(self, scale):
+        h = timestep_embedding(jnp.asarray(scale, jnp.float32) * GUIDANCE_FEATURE_SCALE, self.freq_dim)  # (B, F)
+        return self.fc2(nnx.silu(self.fc1(h)))  # (B, dim)

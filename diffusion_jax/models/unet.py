@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from .common import GroupNorm, ModuleList, attention
-from .embeddings import LabelEmbedder, TimestepEmbedder
+from .embeddings import GuidanceEmbedder, LabelEmbedder, TimestepEmbedder
 
 __all__ = ["UNetConfig", "PRESETS", "ResBlock", "SelfAttention", "CrossAttention", "Upsample", "UNet"]
 
@@ -45,6 +45,10 @@ class UNetConfig:
     in_channels: int = 1
     out_channels: int | None = None  # None: same as in_channels
     time_dim: int | None = None  # None: 4 * channels[0], as in DDPM
+    # Guidance as an input (Meng et al. 2023, guidance distillation): the model also takes
+    # the CFG scale s and adds an embedding of it to the timestep embedding. Off by default,
+    # so existing presets (and their fingerprints) are unchanged.
+    guidance_embed: bool = False
 
     def __post_init__(self):
         # Lists would make the frozen config unhashable (it is static under jit).
@@ -178,13 +182,15 @@ class Upsample(nnx.Module):
 
 
 class UNet(nnx.Module):
-    """Diffusion U-Net. Call as ``model(x_t, t, cond=None, *, context=None)``.
+    """Diffusion U-Net. Call as ``model(x_t, t, cond=None, *, context=None, guidance=None)``.
 
     ``x_t``: ``(B, H, W, in_channels)``. ``t``: ``(B,)`` or a scalar, integer steps
     ``0..T-1`` or floats on a similar scale. ``cond``: ``(B,)`` integer labels where the
     value ``num_classes`` is the null label; ``None`` means all-null on a
     class-conditional model. ``context``: ``(B, L, context_dim)`` tokens for
     cross-attention; ``None`` skips the cross-attention blocks (unconditional).
+    ``guidance``: ``(B,)`` or a scalar CFG scale s, required exactly when the config has
+    ``guidance_embed`` (a guidance-distilled student, one prediction per step).
     """
 
     def __init__(self, config: UNetConfig = UNetConfig(), *, rngs: nnx.Rngs):
@@ -193,6 +199,7 @@ class UNet(nnx.Module):
         self.time_embed = TimestepEmbedder(cfg.emb_dim, rngs=rngs)
         self.label_embed = (LabelEmbedder(cfg.num_classes, cfg.emb_dim, rngs=rngs)
                             if cfg.num_classes is not None else None)
+        self.guidance_embed = GuidanceEmbedder(cfg.emb_dim, rngs=rngs) if cfg.guidance_embed else None
         self.conv_in = nnx.Conv(cfg.in_channels, ch[0], (3, 3), rngs=rngs)
         self.down, self.downsample, skip_widths, c = ModuleList(), ModuleList(), [], ch[0]
         for i, width in enumerate(ch):
@@ -213,6 +220,22 @@ class UNet(nnx.Module):
                 self.upsample.append(Upsample(c, rngs=rngs))
         self.norm_out = GroupNorm(c, num_groups=cfg.groups, rngs=rngs)
         self.conv_out = nnx.Conv(c, cfg.out_dim, (3, 3), rngs=rngs)
+
+    def _check_guidance(self, guidance, b):
+        if self.guidance_embed is None:
+            if guidance is not None:
+                raise ValueError("UNet: guidance was given but the model takes no guidance input "
+                                 "(guidance_embed=False); apply CFG around it instead")
+            return None
+        if guidance is None:
+            raise ValueError("UNet: this model takes the guidance scale as an input (guidance_embed=True); "
+                             "pass guidance=s, a scalar or (B,) array")
+        g = jnp.asarray(guidance, jnp.float32)
+        if g.ndim == 0:
+            return jnp.broadcast_to(g, (b,))  # (B,)
+        if g.shape != (b,):
+            raise ValueError(f"UNet: guidance must be a scalar or have shape ({b},), got {g.shape}")
+        return g
 
     def _check(self, x_t, t, cond, context):
         cfg = self.config
@@ -254,12 +277,15 @@ class UNet(nnx.Module):
                                  f"got {context.shape}")
         return x_t, t, cond, context
 
-    def __call__(self, x_t, t, cond=None, *, context=None):
+    def __call__(self, x_t, t, cond=None, *, context=None, guidance=None):
         x_t, t, cond, context = self._check(x_t, t, cond, context)
+        guidance = self._check_guidance(guidance, x_t.shape[0])
         levels, blocks = len(self.config.channels), self.config.blocks_per_level
         emb = self.time_embed(t)  # (B, E)
         if self.label_embed is not None:
             emb = emb + self.label_embed(cond)  # (B, E)
+        if self.guidance_embed is not None:
+            emb = emb + self.guidance_embed(guidance)  # (B, E)
         h = self.conv_in(x_t)
         skips, sizes, down = [], [], iter(self.down)
         for i in range(levels):
