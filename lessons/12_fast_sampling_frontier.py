@@ -492,7 +492,7 @@ def dpmpp_2m_step(x, x0_now, x0_prev, a, s, a_next, s_next, h_prev):
 
     x, x0_now, x0_prev: arrays (B, ...): the current point, the x0 estimate here and the one
     from the previous step. a, s, a_next, s_next: floats, path coefficients (a^2 + s^2 = 1).
-    h_prev: the previous step's width in lambda = log(a / s). Return the next point.
+    h_prev: the previous step's width, measured in half the log-SNR (lambda). Return the next point.
     """
     ### BEGIN SOLUTION
     # HINT: work in lambda = log(a / s); the step's width h, the slope between the two estimates, then the exact linear part
