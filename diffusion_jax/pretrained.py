@@ -35,6 +35,9 @@ import numpy as np
 from diffusion_jax import paths
 from diffusion_jax.checkpoint import atomic_savez
 
+__all__ = ["DIR", "MANIFEST", "FORMAT", "KINDS", "DTYPES", "PretrainedError", "directory", "manifest", "find",
+           "leaf_names", "leaves_digest", "file_sha256", "load", "save", "update", "total_bytes"]
+
 DIR = paths.REPO_ROOT / "data" / "pretrained"
 MANIFEST = "manifest.json"
 FORMAT = 1

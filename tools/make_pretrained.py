@@ -209,23 +209,30 @@ def build_generator(preset_name: str, args) -> None:
     print(f"{name}: accuracy {scores['accuracy']:.1%}, FID {scores['fid']:.2f} (N = {n})")
 
 
+def _where(e) -> str:
+    """Wall time and the kind of machine, in a few words, from a manifest entry."""
+    device = "GPU" if "GPU" in e.get("machine", "") or "H200" in e.get("machine", "") else "2-core CPU"
+    wall = "time not recorded" if e.get("wall_s") is None else f"{e['wall_s']:.0f} s"
+    return f"{wall} on a {device}"
+
+
 def markdown_table() -> str:
     """The README's table of shipped artifacts, straight from the manifest."""
     lines = ["| artifact | kind | size | trained | scores (reference classifiers) |", "|---|---|---|---|---|"]
     for name, e in pretrained.manifest().items():
         s = e.get("scores", {})
+        steps = f"{e['steps']:,} steps, " if e.get("steps") else ""
+        images = f"{e['images_seen']:,} images, " if e.get("images_seen") else ""
+        trained = f"{steps}{images}{_where(e)}"
         if e["kind"] == "generator" and "accuracy" not in s:
-            score, trained = "(not scored yet)", f"{e['steps']:,} steps"
+            score = "(not scored yet)"
         elif e["kind"] == "generator":
             score = (f"{s['accuracy']:.1%} intended class, FID {s['fid']:.2f}, KID {s['kid_mean']:.4f}, "
                      f"nn-ratio {s['nn_ratio']:.2f} ({s['num_samples']} samples, {s['sampler']}, s = {s['guidance_scale']:g})")
-            trained = f"{e['steps']:,} steps, {e['images_seen']:,} images, {e['wall_s']:.0f} s"
         elif e["kind"] == "classifier":
             score = f"{s['test_accuracy']:.1%} on {s['num_test']:,} held-out images"
-            trained = "?" if e["wall_s"] is None else f"{e['wall_s']:.0f} s"
         else:
             score = f"test reconstruction MSE {s['test_reconstruction_mse']:.4f}, latent scale {e['scale']:.3f}"
-            trained = f"{e.get('steps', '?'):,} steps"
         lines.append(f"| `{name}` | {e['kind']} | {e['bytes'] / 1e6:.1f} MB {e['dtype']} | {trained} | {score} |")
     lines.append(f"| total | | {pretrained.total_bytes() / 1e6:.1f} MB | | |")
     return "\n".join(lines)
