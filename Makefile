@@ -9,12 +9,13 @@ PEER   := .venv-peer
 PEER_PKGS := torch==2.13.0 diffusers==0.42.1 numpy
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: pretrained help setup system-data demo toy test test-fast peer lessons lab solutions bench bench-peer clean clean-all test-browser book
+.PHONY: pretrained help setup system-data demo toy test test-all test-fast peer lessons lab solutions bench bench-peer clean clean-all test-browser book
 
 help:
 	@echo "make demo       set up, then the main job: MNIST digits by class (outputs/demo/)"
 	@echo "make toy        every sampler on the exact 2-D toy (outputs/toy/)"
 	@echo "make test       set up (incl. the diffusers peer env), then run the whole test suite"
+	@echo "make test-all   the same plus the tests marked heavy (long learner runs, benchmark smoke runs)"
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make lab        build the learner notebooks (no solutions) and open JupyterLab on them"
 	@echo "make solutions  build the worked solutions into build/solutions/ (only on request)"
@@ -60,11 +61,22 @@ $(PEER)/.installed:
 
 peer: $(PEER)/.installed
 
+# Two pytest-xdist workers (TEST_WORKERS=0 runs in one process): the suite is mostly XLA
+# compilation and notebook kernels, which a second worker overlaps (tests/conftest.py
+# keeps each test file, and each lesson, in one worker).
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: setup peer
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not heavy" $(XDIST)
+
+# Everything, including the tests marked heavy (the learner runs of lessons 07, 08, 09 and
+# 12, the benchmarks' quick runs): about 10 minutes more than `make test`.
+test-all: setup peer
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not heavy" $(XDIST)
 
 # Learner notebooks only: the worked solutions are built by `make solutions`, on request, so
 # they do not sit next to the exercises. An edited learner notebook is never overwritten

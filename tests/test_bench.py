@@ -191,6 +191,7 @@ def _run_quick(script: str, out, *extra, timeout=900):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_efficiency_quick_run_reports_sampling_next_to_training(tmp_path):
     res, stdout = _run_quick("efficiency.py", tmp_path / "e.json", "--no-peer")
     assert {s["sampler"] for s in res["samplers"]} == {"ddim", "dpmpp_2m"}
@@ -210,6 +211,7 @@ def test_efficiency_quick_run_reports_sampling_next_to_training(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_scaling_quick_run_two_processes_agree_with_one(tmp_path):
     res, _ = _run_quick("scaling.py", tmp_path / "s.json")
     rows = {r["variant"]: r for r in res["rows"]}
@@ -221,6 +223,7 @@ def test_scaling_quick_run_two_processes_agree_with_one(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_demo_phases_quick_run_reads_the_demo_timings(tmp_path):
     res, stdout = _run_quick("demo_phases.py", tmp_path / "d.json")
     [run] = res["runs"]

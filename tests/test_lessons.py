@@ -394,6 +394,13 @@ lesson_params = pytest.mark.parametrize("lesson", LESSONS, ids=_lesson_id)
 notebook_params = pytest.mark.parametrize(
     "lesson", [pytest.param(p, marks=pytest.mark.slow) for p in LESSONS], ids=_lesson_id
 )
+# The learner runs of the longest lessons repeat their solution run's minute or more of
+# compute; `make test` (CI) leaves them to `make test-all` to stay inside CI's budget.
+HEAVY_LEARNER_RUNS = ("07", "08", "09", "12")
+learner_params = pytest.mark.parametrize(
+    "lesson", [pytest.param(p, marks=[pytest.mark.slow] + [pytest.mark.heavy] * p.name.startswith(HEAVY_LEARNER_RUNS))
+               for p in LESSONS], ids=_lesson_id
+)
 
 
 @notebook_params
@@ -404,7 +411,7 @@ def test_solution_notebook_runs_clean(lesson, monkeypatch):
     print(f"{lesson.name}: solution notebook ran in {seconds:.1f} s")
 
 
-@notebook_params
+@learner_params
 def test_learner_notebook_fails_only_at_exercises(lesson, monkeypatch):
     _need_notebook_tools()
     nb, _, seconds = _execute(lesson, "learner", monkeypatch)
