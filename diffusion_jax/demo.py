@@ -52,10 +52,13 @@ class DemoConfig:
     steps: int = 0  # training steps; 0 = the preset's (1,200 for mnist-unet)
     per_class: int = 50  # samples per digit: 10 x 50 = 500, the size of the held-out set
     grid_columns: int = 10  # samples per digit shown in samples.png (at most per_class); the .npz has all
-    sampler_steps: int = 50  # DDIM steps (eta = 0), 1..T
+    # DPM-Solver++(2M), 10 steps: on the shipped mnist-unet (500 guided samples, same key) it
+    # scored 99.4% / FID 4.92 in 32 s where DDIM-50 scored 99.4% / FID 4.86 in 136 s; FID's
+    # draw-to-draw spread at N = 500 is larger than that gap (README, "How long").
+    sampler_steps: int = 10  # sampler steps, 1..T
     guidance_scale: float = 3.0  # diffusers' s (1 = plain conditional, 0 = unconditional); paper's w = s - 1
     train: bool = True  # False: sample the shipped reference weights instead of training
-    sampler: str = "ddim"  # a sampler of diffusion_jax.sampling.SAMPLERS (ddim: eta = 0)
+    sampler: str = "dpmpp_2m"  # a sampler of diffusion_jax.sampling.SAMPLERS ("ddim" = DDIM, eta = 0)
     toy: bool = True  # also draw the exact-toy sampler figure first (a phase of the demo's clock)
     toy_out_dir: str = "outputs/toy"  # where the toy figure goes
     seed: int = 0  # 0 <= seed < 2**32
