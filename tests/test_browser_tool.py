@@ -136,6 +136,19 @@ def test_visible_error_problems():
     assert "shows an error" in bt.visible_error_problems([{"index": 1, "exercise": False, "errors": ["oops"]}])[0]
 
 
+def test_stderr_notes_are_not_errors_but_error_outputs_are():
+    note = "loaded the shipped weights of mnist-unet (6be2b9f0a09c)\n"
+    nb = {"cells": [{"cell_type": "markdown"},
+                    {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stderr", "text": [note]}]},
+                    {"cell_type": "code", "outputs": [{"output_type": "error", "ename": "ValueError",
+                                                       "evalue": "bad", "traceback": ["ValueError: bad"]}]}]}
+    dom = [{"index": 1, "errors": [note.strip()]}, {"index": 2, "errors": ["ValueError: bad"]}]
+    kept = bt.without_stderr_notes(dom, nb)
+    assert kept[0]["errors"] == [] and kept[1]["errors"] == ["ValueError: bad"]
+    problems = bt.visible_error_problems([{**c, "exercise": False} for c in kept])
+    assert len(problems) == 1 and "ValueError: bad" in problems[0]
+
+
 # ----------------------------------------------------------------------------------------
 # browser_test: when has Run All finished? (from requests, replies and execution counts)
 

@@ -231,6 +231,21 @@ def learner_problems(nb: dict) -> list[str]:
     return problems
 
 
+def without_stderr_notes(cells: list[dict], nb: dict) -> list[dict]:
+    """``cells`` minus the rendered stderr blocks that are plain stderr *stream* output in the
+    saved notebook (a library's note such as "loaded the shipped weights of ..." or a
+    progress bar): JupyterLab renders those like an error, but they are not one."""
+    out = []
+    for cell in cells:
+        saved = nb["cells"][cell["index"]] if cell["index"] < len(nb["cells"]) else {}
+        # a saved .ipynb may store a stream's text as one string or as a list of lines
+        notes = "".join("".join(o.get("text", "")) for o in saved.get("outputs", [])
+                        if o.get("output_type") == "stream" and o.get("name") == "stderr")
+        errors = [t for t in cell["errors"] if "Traceback" in t or not t.strip() or t.strip() not in notes]
+        out.append({**cell, "errors": errors})
+    return out
+
+
 def visible_error_problems(cells: list[dict]) -> list[str]:
     """Check the error text JupyterLab rendered (``cells``: dicts with index, exercise, errors)."""
     problems = []
@@ -709,6 +724,7 @@ def check_notebook(browser, lab: JupyterLab, rel_path: str, kind: str, args, rep
         dom_cells = nbp.run_all()
         seconds = time.perf_counter() - t0
         nb = nbp.save()
+        dom_cells = without_stderr_notes(dom_cells, nb)
         if kind == "solution":
             problems = solution_problems(nb)
             problems += [p for c in dom_cells for p in
