@@ -70,8 +70,7 @@ def training_log(preset: Preset, root=None) -> list[dict]:
     if path.is_file():
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     else:
-        entry = pretrained.find(preset.name) or {}
-        rows = entry.get("training_log", []) if entry.get("fingerprint") == preset.fingerprint() else []
+        rows = (shipped_record(preset) or {}).get("training_log", [])
     return sorted({r["step"]: r for r in rows}.values(), key=lambda r: r["step"])  # a resumed run repeats steps
 
 

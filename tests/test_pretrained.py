@@ -196,3 +196,17 @@ def test_pipeline_falls_back_to_training_with_a_message(tmp_path, monkeypatch, c
     assert shipped.opt_state is None
     for a, b in zip(jax.tree.leaves(shipped.ema_params), jax.tree.leaves(state.ema_params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_training_log_prefers_this_machines_run_and_falls_back_to_the_shipped_curve(tmp_path):
+    preset = pipeline.get_preset("mnist-unet")
+    shipped = pipeline.training_log(preset, root=tmp_path)  # no run here: the manifest's curve
+    steps = [r["step"] for r in shipped]
+    assert steps == sorted(set(steps)) and steps[-1] == preset.train.steps
+    run = pipeline.run_dir(preset, tmp_path)
+    run.mkdir(parents=True)
+    # a resumed run logs step 100 twice; the later line wins
+    (run / "log.jsonl").write_text('{"step": 100, "loss": 0.5}\n{"step": 50, "loss": 0.9}\n{"step": 100, "loss": 0.4}\n')
+    assert pipeline.training_log(preset, root=tmp_path) == [{"step": 50, "loss": 0.9}, {"step": 100, "loss": 0.4}]
+    other = pipeline.get_preset("mnist-unet", steps=7)  # another fingerprint: no shipped curve
+    assert pipeline.training_log(other, root=tmp_path) == []
