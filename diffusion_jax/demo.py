@@ -212,7 +212,7 @@ def _figures(out, cfg, preset, images, labels, result):
     import matplotlib.pyplot as plt
 
     num_classes = pipeline.null_label(preset)
-    grid = np.concatenate([images[labels == k][: cfg.grid_columns] for k in range(num_classes)])
+    grid = viz.class_rows(images, labels, num_classes, cfg.grid_columns)
     fig, ax = plt.subplots(figsize=(cfg.grid_columns * 0.6 + 0.6, num_classes * 0.6 + 0.5))
     viz.show_images(grid, cfg.grid_columns, ax, row_labels=range(num_classes), fontsize=10)
     ax.set_ylabel("intended digit")

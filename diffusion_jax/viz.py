@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["save_figure", "use_headless_backend", "plot_schedules", "plot_density", "plot_points",
-           "plot_paths", "image_grid", "show_images"]
+           "plot_paths", "image_grid", "class_rows", "show_images"]
 
 
 def save_figure(fig, path, record=None, **kwargs):
@@ -94,6 +94,13 @@ def plot_paths(xs, ax=None, num=40, color="C1"):
         ax.plot(xs[:, i, 0], xs[:, i, 1], color=color, lw=0.5, alpha=0.6)
     ax.scatter(xs[-1, :, 0], xs[-1, :, 1], s=6, color="k", zorder=3)
     return ax
+
+
+def class_rows(images, labels, num_classes: int, per_row: int):
+    """The first ``per_row`` images of each class ``0..num_classes-1``, class after class:
+    ``(num_classes * per_row, H, W, C)``, ready for :func:`show_images` with ``nrow=per_row``."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    return np.concatenate([images[labels == k][:per_row] for k in range(num_classes)])
 
 
 def image_grid(images, nrow: int, pad: int = 1):

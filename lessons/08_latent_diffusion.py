@@ -240,7 +240,7 @@ print(f"loaded in {time.perf_counter() - t0:.1f} s; {shipped_run(mnist_preset)}"
 
 def class_grid(images, labels, class_names, per_class, title):
     """One row per class, `per_class` samples each."""
-    rows = np.concatenate([images[labels == k][:per_class] for k in range(len(class_names))])
+    rows = viz.class_rows(images, labels, len(class_names), per_class)  # (K * per_class, H, W, C)
     fig, ax = plt.subplots(figsize=(per_class * 0.6 + 1.8, len(class_names) * 0.6 + 0.6))
     viz.show_images(rows, per_class, ax, title=title, row_labels=class_names)
     plt.tight_layout()

@@ -23,3 +23,14 @@ def test_show_images_col_labels_sit_at_column_centres():
     with pytest.raises(ValueError, match="col_labels"):
         viz.show_images(images, 3, ax, col_labels=["only one"])
     plt.close(fig)
+
+
+def test_class_rows_takes_the_first_images_of_each_class_in_class_order():
+    from diffusion_jax import viz
+
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.repeat(np.arange(3), 4))  # (12,) shuffled classes
+    images = np.arange(12, dtype=np.float32).reshape(12, 1, 1, 1)  # image i holds the value i
+    rows = viz.class_rows(images, labels, 3, 2)
+    expected = [i for k in range(3) for i in [j for j in range(12) if labels[j] == k][:2]]
+    assert rows.shape == (6, 1, 1, 1) and rows[:, 0, 0, 0].tolist() == expected

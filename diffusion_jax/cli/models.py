@@ -259,7 +259,7 @@ def run_sample(args):
     viz.use_headless_backend()
     import matplotlib.pyplot as plt
 
-    shown = np.concatenate([images[labels == k][:cols] for k in range(num_classes)])  # (K * cols, H, W, C)
+    shown = viz.class_rows(images, labels, num_classes, cols)  # (K * cols, H, W, C)
     fig, ax = plt.subplots(figsize=(cols * 0.6 + 0.6, num_classes * 0.6 + 0.5))
     viz.show_images(shown, cols, ax, row_labels=range(num_classes), fontsize=8)
     ax.set_ylabel("class")
