@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import configs, paths, pretrained
 from .checkpoint import atomic_savez
-from .data import as_float, batches, load_dataset
+from .data import IMAGE_SHAPES, as_float, batches, load_dataset
 
 __all__ = ["Classifier", "train_classifier", "features_and_logits", "reference", "REFERENCE_RECIPES",
            "reference_fingerprint", "save_params", "load_params"]
@@ -261,7 +261,7 @@ def reference_fingerprint(dataset: str) -> str:
 
 def _skeleton(dataset: str):
     recipe = REFERENCE_RECIPES[dataset]
-    shape = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}.get(dataset)
+    shape = IMAGE_SHAPES.get(dataset)
     if shape is None:
         shape = load_dataset(dataset, "test").images.shape[1:]
     arch = {k: tuple(recipe[k]) if k in ("widths", "strides") else recipe[k]
