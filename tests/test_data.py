@@ -130,11 +130,12 @@ IDX_NAMES = {"images": "train-images-idx3-ubyte", "labels": "train-labels-idx1-u
     ("images", "", idx_bytes(_good_images())[:-5], "payload is 13 bytes"),
     ("images", "", idx_bytes(_good_images()) + b"\x00", "payload is 19 bytes"),
     ("images", "", idx_bytes(_good_images())[:10], "truncated IDX header"),
-    ("images", ".gz", gzip.compress(idx_bytes(_good_images()))[:-12], "cannot read"),
+    ("images", ".gz", gzip.compress(idx_bytes(_good_images()), mtime=0)[:-12], "cannot read"),
     ("images", ".gz", idx_bytes(_good_images()), "cannot read"),  # not gzip at all
     ("labels", "", idx_bytes(np.array([1, 2, 3], np.uint8)), "holds 3 labels"),
-    ("labels", ".gz", gzip.compress(idx_bytes(np.array([1, 10], np.uint8))), "label 10"),
-])
+    ("labels", ".gz", gzip.compress(idx_bytes(np.array([1, 10], np.uint8)), mtime=0), "label 10"),
+], ids=lambda v: v if isinstance(v, str) else f"{len(v)}B")
+# Readable ids, and gzip's mtime pinned: pytest-xdist workers must collect byte-identical ids.
 def test_malformed_idx_raises_data_error(isolated, which, suffix, payload, needle):
     folder = isolated / "bad"
     files = {"images": idx_bytes(_good_images()), "labels": idx_bytes(np.array([1, 2], np.uint8))}
