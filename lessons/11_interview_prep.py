@@ -46,6 +46,11 @@
 # | I | flow matching, rectified flow, timestep sampling | Q38–Q42 | [09](09_flow_matching.ipynb) |
 # | J | evaluation, safety, governance | Q43–Q47 | [10](10_evaluation_governance.ipynb) |
 # | K | find the bug | Q48–Q56 | 02, 04, 06, 07, 08, 09 |
+# | L | DPM-Solver++, Karras σ, distillation | lesson 12, Q1–Q5 | [12](12_fast_sampling_frontier.ipynb) |
+#
+# Part L lives at the end of lesson 12, next to the sampler and the student it asks about;
+# `check_answer` grades it there the same way. For a closed-book session that mixes both,
+# `diffusion-jax quiz --lessons 11:10,12:3` draws from the two banks.
 
 
 # %%
