@@ -13,7 +13,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from diffusion_jax import configs, sampling
+from diffusion_jax import configs, data, sampling
 from diffusion_jax.distill import DistillConfig
 from diffusion_jax.latent import VAETrainConfig
 from diffusion_jax.models import DiT, DiTConfig, UNet, UNetConfig
@@ -202,7 +202,7 @@ def null_label(preset: Preset) -> int:
 
 def image_shape(preset: Preset) -> tuple[int, int, int]:
     """``(H, W, C)`` of the preset's data set."""
-    return {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}[preset.dataset]
+    return data.IMAGE_SHAPES[preset.dataset]
 
 
 def model_input_shape(preset: Preset) -> tuple[int, int, int]:
