@@ -58,12 +58,16 @@ def _parse(argv):
     return args
 
 
-
 def _gap_verdict(gap: float, noise: float) -> str:
     """Within noise, or which way it falls outside: a fewer-step sampler *better* than DDIM-50 is not a miss."""
     if abs(gap) <= noise:
         return "within noise"
     return "better than DDIM-50 beyond noise" if gap < 0 else "NOT within noise (worse than DDIM-50)"
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
 
 def main(argv=None):
     args = _parse(argv)
@@ -138,7 +142,7 @@ def main(argv=None):
                    "excess_ratio": ddim50["excess_fid_ratio_to_ddpm1000"]}
         print(f"DDIM-50 (η=0) / DDPM-1000 FID: {verdict['ddim50_over_ddpm1000']:.2f} "
               f"(target ≤ 1.3: {'met' if verdict['met'] else 'NOT met'}); "
-              f"excess over the floor: {verdict['excess_ratio'] if verdict['excess_ratio'] is None else round(verdict['excess_ratio'], 2)}")
+              f"excess over the floor: {_fmt(verdict['excess_ratio'])}")
     noise = 2 * floor_stats["std"]
     dpm_vs_ddim50 = []
     for steps in (10, 20):

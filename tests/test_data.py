@@ -122,6 +122,7 @@ def _good_images():
 IDX_NAMES = {"images": "train-images-idx3-ubyte", "labels": "train-labels-idx1-ubyte"}
 
 
+# Readable ids, and gzip's mtime pinned: pytest-xdist workers must collect byte-identical ids.
 @pytest.mark.parametrize("which,suffix,payload,needle", [
     ("images", "", idx_bytes(_good_images(), zeros=b"\x01\x00"), "bad magic"),
     ("images", "", b"\x00\x00", "bad magic"),
@@ -135,7 +136,6 @@ IDX_NAMES = {"images": "train-images-idx3-ubyte", "labels": "train-labels-idx1-u
     ("labels", "", idx_bytes(np.array([1, 2, 3], np.uint8)), "holds 3 labels"),
     ("labels", ".gz", gzip.compress(idx_bytes(np.array([1, 10], np.uint8)), mtime=0), "label 10"),
 ], ids=lambda v: v if isinstance(v, str) else f"{len(v)}B")
-# Readable ids, and gzip's mtime pinned: pytest-xdist workers must collect byte-identical ids.
 def test_malformed_idx_raises_data_error(isolated, which, suffix, payload, needle):
     folder = isolated / "bad"
     files = {"images": idx_bytes(_good_images()), "labels": idx_bytes(np.array([1, 2], np.uint8))}
